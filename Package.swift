@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "configure-containerd-registries",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "configure-containerd-registries", targets: ["configure-containerd-registries"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // C libraries: a module map and a header of non-variadic shims, nothing else.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CLinux"),
+
+        // Pure logic: config, durations, rendering, planning, backoff, the apply state machine.
+        .target(
+            name: "RegistryMirrorCore",
+            dependencies: [
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The edges: libcurl prober, the hosts directory on disk, locks, signals, log handlers, sd_notify.
+        .target(
+            name: "RegistryMirrorSystem",
+            dependencies: [
+                "RegistryMirrorCore", "CCurl", "CSystemd", "CLinux",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "configure-containerd-registries",
+            dependencies: [
+                "RegistryMirrorCore", "RegistryMirrorSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "RegistryMirrorCoreTests",
+            dependencies: ["RegistryMirrorCore", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+        .testTarget(
+            name: "RegistryMirrorSystemTests",
+            dependencies: ["RegistryMirrorCore", "RegistryMirrorSystem", .product(name: "TOMLKit", package: "TOMLKit")],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,422 @@
+import TOMLKit
+
+/// One thing wrong with the configuration: where (file and field path), what, and what to write instead.
+public struct ConfigProblem: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The config file's path, or `command line` for positional mirrors.
+    public var source: String
+    /// `registry[1].host[0].url`, `probe.timeout`, `argument 2`; empty for whole-file problems.
+    public var field: String
+    public var message: String
+    public var fix: String
+    public var line: Int?
+
+    public init(source: String, field: String, message: String, fix: String, line: Int? = nil) {
+        self.source = source
+        self.field = field
+        self.message = message
+        self.fix = fix
+        self.line = line
+    }
+
+    public var description: String {
+        var where_ = source
+        if let line { where_ += ":\(line)" }
+        if !field.isEmpty { where_ += ": \(field)" }
+        return "\(where_): \(message)" + (fix.isEmpty ? "" : "; \(fix)")
+    }
+}
+
+/// Every problem found in a configuration; nothing is written when there is one.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var problems: [ConfigProblem]
+    /// True when every problem comes from the command line (a usage error rather than a bad file).
+    public var isUsageError: Bool { problems.allSatisfy { $0.source == ConfigLoader.commandLine } }
+    public var description: String { problems.map(\.description).joined(separator: "\n") }
+}
+
+/// Turns a TOML config file and positional `UPSTREAM,ENDPOINT[,SERVER]` mirrors into an `AgentConfig`,
+/// enforcing every rule of the config format.
+public enum ConfigLoader {
+    public static let commandLine = "command line"
+
+    /// Parses and validates. `path` only names the source in error messages.
+    public static func load(toml: String?, path: String, mirrors: [String] = []) throws(ConfigError) -> AgentConfig {
+        var problems: [ConfigProblem] = []
+        var config = AgentConfig()
+        if let toml {
+            do {
+                let table = try TOMLTable(string: toml)
+                var reader = Reader(source: path, problems: [])
+                reader.readRoot(table, into: &config)
+                problems += reader.problems
+            } catch let error as TOMLParseError {
+                problems.append(
+                    ConfigProblem(
+                        source: path, field: "", message: "not valid TOML: \(error.description)",
+                        fix: "fix the syntax at column \(error.source.begin.column)", line: error.source.begin.line))
+            } catch {
+                problems.append(ConfigProblem(source: path, field: "", message: "not valid TOML: \(error)", fix: ""))
+            }
+        }
+        if problems.isEmpty {
+            problems += merge(mirrors: mirrors, into: &config)
+        }
+        if !problems.isEmpty { throw ConfigError(problems: problems) }
+        return config
+    }
+
+    /// Adds positional mirrors: a new upstream becomes a registry with default settings; a known one
+    /// gets the endpoint appended to its hosts.
+    static func merge(mirrors: [String], into config: inout AgentConfig) -> [ConfigProblem] {
+        var problems: [ConfigProblem] = []
+        for (index, argument) in mirrors.enumerated() {
+            let field = "argument \(index + 1) (\"\(argument)\")"
+            func fail(_ message: String, _ fix: String) {
+                problems.append(ConfigProblem(source: commandLine, field: field, message: message, fix: fix))
+            }
+            let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2 || parts.count == 3 else {
+                fail(
+                    "expected UPSTREAM,ENDPOINT[,SERVER]",
+                    "write e.g. docker.io,http://10.4.246.205:5000,https://registry-1.docker.io")
+                continue
+            }
+            if let problem = Names.upstreamProblem(parts[0]) {
+                fail("upstream \"\(parts[0])\" \(problem)", "write the registry host only, e.g. docker.io")
+                continue
+            }
+            if let problem = HostURL.problem(parts[1]) {
+                fail("endpoint \"\(parts[1])\" \(problem)", "write e.g. http://10.4.246.205:5000")
+                continue
+            }
+            if parts.count == 3, let problem = HostURL.problem(parts[2]) {
+                fail("server \"\(parts[2])\" \(problem)", "write e.g. https://registry-1.docker.io")
+                continue
+            }
+            let host = MirrorHost(url: parts[1])
+            if let i = config.registries.firstIndex(where: { $0.upstream == parts[0] }) {
+                if parts.count == 3, parts[2] != config.registries[i].server {
+                    fail(
+                        "server \(parts[2]) differs from \(config.registries[i].server) given earlier for \(parts[0])",
+                        "give one server per upstream")
+                    continue
+                }
+                if config.registries[i].hosts.contains(where: { $0.url == host.url }) {
+                    fail("endpoint \(host.url) is already a host of \(parts[0])", "list each endpoint once")
+                    continue
+                }
+                config.registries[i].hosts.append(host)
+            } else {
+                config.registries.append(
+                    Registry(upstream: parts[0], server: parts.count == 3 ? parts[2] : nil, hosts: [host]))
+            }
+        }
+        return problems
+    }
+}
+
+/// Walks the parsed TOML document, collecting every problem rather than stopping at the first.
+private struct Reader {
+    let source: String
+    var problems: [ConfigProblem]
+
+    mutating func problem(_ field: String, _ message: String, _ fix: String) {
+        problems.append(ConfigProblem(source: source, field: field, message: message, fix: fix))
+    }
+
+    /// Reports keys of `table` not in `known`, suggesting the nearest known key.
+    mutating func rejectUnknownKeys(_ table: TOMLTable, at path: String, known: [String]) {
+        for key in table.keys where !known.contains(key) {
+            let field = path.isEmpty ? key : "\(path).\(key)"
+            let nearest = known.min { editDistance($0, key) < editDistance($1, key) }
+            let fix =
+                if let nearest, editDistance(nearest, key) <= 3 {
+                    "did you mean \"\(nearest)\"?"
+                } else {
+                    "remove it; known keys here: \(known.joined(separator: ", "))"
+                }
+            problem(field, "unknown key \"\(key)\"", fix)
+        }
+    }
+
+    mutating func string(_ table: TOMLTable, _ key: String, at path: String, example: String) -> String? {
+        guard let value = table[key] else { return nil }
+        guard let s = value.string else {
+            problem(path, "expected a string, found \(value.type)", "write e.g. \(key) = \(example)")
+            return nil
+        }
+        return s
+    }
+
+    mutating func bool(_ table: TOMLTable, _ key: String, at path: String) -> Bool? {
+        guard let value = table[key] else { return nil }
+        guard let b = value.bool else {
+            problem(path, "expected true or false, found \(value.type)", "write \(key) = true or \(key) = false")
+            return nil
+        }
+        return b
+    }
+
+    mutating func duration(_ table: TOMLTable, _ key: String, at path: String) -> GoDuration? {
+        guard let text = string(table, key, at: path, example: "\"2s\"") else { return nil }
+        do {
+            return try GoDuration(parsing: text)
+        } catch {
+            problem(path, "\"\(text)\" is not a duration: \(error)", "write e.g. \(key) = \"200ms\", \"2s\" or \"1m30s\"")
+            return nil
+        }
+    }
+
+    /// A string, or an array of strings (containerd accepts both for `ca` and header values).
+    mutating func strings(_ value: TOMLValueConvertible, at path: String, example: String) -> [String]? {
+        if let s = value.string { return [s] }
+        guard let array = value.array else {
+            problem(path, "expected an array of strings, found \(value.type)", "write e.g. \(example)")
+            return nil
+        }
+        var out: [String] = []
+        for (i, element) in array.enumerated() {
+            guard let s = element.string else {
+                problem("\(path)[\(i)]", "expected a string, found \(element.type)", "write e.g. \(example)")
+                return nil
+            }
+            out.append(s)
+        }
+        return out
+    }
+
+    mutating func table(_ value: TOMLValueConvertible, at path: String, example: String) -> TOMLTable? {
+        guard let t = value.table else {
+            problem(path, "expected a table, found \(value.type)", "write it as \(example)")
+            return nil
+        }
+        return t
+    }
+
+    mutating func readRoot(_ root: TOMLTable, into config: inout AgentConfig) {
+        rejectUnknownKeys(root, at: "", known: ["hosts_dir", "containerd_config", "probe", "registry"])
+        if let dir = string(root, "hosts_dir", at: "hosts_dir", example: "\"/etc/containerd/certs.d\"") {
+            if dir.hasPrefix("/") {
+                config.hostsDir = dir
+            } else {
+                problem("hosts_dir", "\"\(dir)\" is not an absolute path", "write e.g. hosts_dir = \"/etc/containerd/certs.d\"")
+            }
+        }
+        if let path = string(root, "containerd_config", at: "containerd_config", example: "\"/etc/containerd/config.toml\"") {
+            config.containerdConfig = path
+        }
+        if let value = root["probe"], let probe = table(value, at: "probe", example: "[probe]") {
+            readProbe(probe, into: &config.probe)
+        }
+        if let value = root["registry"] {
+            guard let array = value.array else {
+                problem("registry", "expected an array of tables, found \(value.type)", "write each registry as [[registry]]")
+                return
+            }
+            for (i, element) in array.enumerated() {
+                guard let t = table(element, at: "registry[\(i)]", example: "[[registry]]") else { continue }
+                if let registry = readRegistry(t, at: "registry[\(i)]") {
+                    if let first = config.registries.firstIndex(where: { $0.upstream == registry.upstream }) {
+                        problem(
+                            "registry[\(i)].upstream", "duplicate upstream \"\(registry.upstream)\" (also registry[\(first)])",
+                            "merge the two into one [[registry]] with several [[registry.host]]")
+                    } else {
+                        config.registries.append(registry)
+                    }
+                }
+            }
+        }
+    }
+
+    mutating func readProbe(_ t: TOMLTable, into probe: inout ProbeSettings) {
+        let durations: [(String, WritableKeyPath<ProbeSettings, GoDuration>)] = [
+            ("connect_timeout", \.connectTimeout), ("timeout", \.timeout), ("initial_interval", \.initialInterval),
+            ("max_interval", \.maxInterval), ("deadline", \.deadline), ("watch_interval", \.watchInterval),
+        ]
+        let thresholds: [(String, WritableKeyPath<ProbeSettings, Int>)] = [
+            ("failure_threshold", \.failureThreshold), ("success_threshold", \.successThreshold),
+        ]
+        rejectUnknownKeys(t, at: "probe", known: durations.map(\.0) + thresholds.map(\.0))
+        for (key, keyPath) in durations {
+            if let d = duration(t, key, at: "probe.\(key)") { probe[keyPath: keyPath] = d }
+        }
+        for (key, keyPath) in thresholds {
+            guard let value = t[key] else { continue }
+            guard let n = value.int else {
+                problem("probe.\(key)", "expected an integer, found \(value.type)", "write e.g. \(key) = 3")
+                continue
+            }
+            guard n >= 1 else {
+                problem("probe.\(key)", "\(n) is below 1", "write a whole number of rounds, 1 or more")
+                continue
+            }
+            probe[keyPath: keyPath] = n
+        }
+        for key in ["connect_timeout", "timeout", "initial_interval", "max_interval", "watch_interval"] {
+            if let d = durations.first(where: { $0.0 == key }).map({ probe[keyPath: $0.1] }), d.isZero, t[key] != nil {
+                problem("probe.\(key)", "must be greater than 0s", "write e.g. \(key) = \"1s\"")
+            }
+        }
+        if probe.initialInterval > probe.maxInterval {
+            problem(
+                "probe.initial_interval", "\(probe.initialInterval) is longer than max_interval \(probe.maxInterval)",
+                "make initial_interval at most max_interval")
+        }
+    }
+
+    mutating func readRegistry(_ t: TOMLTable, at path: String) -> Registry? {
+        rejectUnknownKeys(t, at: path, known: ["upstream", "server", "readiness_probe", "host"])
+        let before = problems.count
+        var upstream: String?
+        if t["upstream"] == nil {
+            problem("\(path).upstream", "missing", "add upstream = \"docker.io\" (the registry this cache mirrors)")
+        } else if let u = string(t, "upstream", at: "\(path).upstream", example: "\"docker.io\"") {
+            if let why = Names.upstreamProblem(u) {
+                problem(
+                    "\(path).upstream", "\"\(u)\" \(why)",
+                    "write a host[:port] such as \"docker.io\", \"my-registry.io:5000\", \"[fd00::1]:5000\" or \"_default\"")
+            } else {
+                upstream = u
+            }
+        }
+        var server: String?
+        if let s = string(t, "server", at: "\(path).server", example: "\"https://registry-1.docker.io\"") {
+            if let why = HostURL.problem(s) {
+                problem("\(path).server", "\"\(s)\" \(why)", "write e.g. server = \"https://registry-1.docker.io\"")
+            } else {
+                server = s
+            }
+        }
+        let probe = bool(t, "readiness_probe", at: "\(path).readiness_probe") ?? true
+        var hosts: [MirrorHost] = []
+        if let value = t["host"] {
+            if let array = value.array, !array.isEmpty {
+                for (i, element) in array.enumerated() {
+                    let hostPath = "\(path).host[\(i)]"
+                    guard let ht = table(element, at: hostPath, example: "[[registry.host]]") else { continue }
+                    guard let host = readHost(ht, at: hostPath) else { continue }
+                    if hosts.contains(where: { $0.url == host.url }) {
+                        problem("\(hostPath).url", "\(host.url) is listed twice", "list each mirror URL once")
+                    } else {
+                        hosts.append(host)
+                    }
+                }
+            } else {
+                problem("\(path).host", "expected one or more [[registry.host]] tables", "add [[registry.host]] with url = \"http://...\"")
+            }
+        } else {
+            problem(
+                "\(path).host", "missing: a registry needs at least one mirror host",
+                "add [[registry.host]] with url = \"http://10.4.246.205:5000\"")
+        }
+        guard problems.count == before, let upstream else { return nil }
+        return Registry(upstream: upstream, server: server, readinessProbe: probe, hosts: hosts)
+    }
+
+    mutating func readHost(_ t: TOMLTable, at path: String) -> MirrorHost? {
+        rejectUnknownKeys(
+            t, at: path,
+            known: ["url", "capabilities", "dial_timeout", "ca", "client", "skip_verify", "override_path", "header"])
+        let before = problems.count
+        var host = MirrorHost(url: "")
+        if t["url"] == nil {
+            problem("\(path).url", "missing", "add url = \"http://10.4.246.205:5000\" (the cache's Service address)")
+        } else if let url = string(t, "url", at: "\(path).url", example: "\"http://10.4.246.205:5000\"") {
+            if let why = HostURL.problem(url) {
+                problem("\(path).url", "\"\(url)\" \(why)", "write an absolute http(s) URL, e.g. \"http://10.4.246.205:5000\"")
+            }
+            host.url = url
+        }
+        if let value = t["capabilities"],
+            let names = strings(value, at: "\(path).capabilities", example: "capabilities = [\"pull\", \"resolve\"]")
+        {
+            var caps: [Capability] = []
+            for (i, name) in names.enumerated() {
+                guard let cap = Capability(rawValue: name) else {
+                    problem("\(path).capabilities[\(i)]", "unknown capability \"\(name)\"", "use pull, resolve or push")
+                    continue
+                }
+                if !caps.contains(cap) { caps.append(cap) }
+            }
+            if names.isEmpty {
+                problem("\(path).capabilities", "is empty: containerd would never use this host", "write [\"pull\", \"resolve\"]")
+            }
+            host.capabilities = caps
+        }
+        if t["dial_timeout"] != nil, let d = duration(t, "dial_timeout", at: "\(path).dial_timeout") {
+            host.dialTimeout = d.isZero ? nil : d
+        }
+        if let value = t["ca"], let ca = strings(value, at: "\(path).ca", example: "ca = [\"/etc/containerd/certs.d/ca.pem\"]") {
+            host.ca = ca
+            checkPaths(ca, at: "\(path).ca")
+        }
+        if let value = t["client"] { host.client = readClient(value, at: "\(path).client") }
+        host.skipVerify = bool(t, "skip_verify", at: "\(path).skip_verify")
+        host.overridePath = bool(t, "override_path", at: "\(path).override_path")
+        if let value = t["header"], let ht = table(value, at: "\(path).header", example: "[registry.host.header]") {
+            for name in ht.keys.sorted() {
+                let field = "\(path).header.\(name)"
+                if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "!#$%&'*+-.^_`|~".contains($0)) }) {
+                    problem(field, "\"\(name)\" is not a valid HTTP header name", "use letters, digits and - only")
+                    continue
+                }
+                guard let values = strings(ht[name]!, at: field, example: "\(name) = [\"value\"]") else { continue }
+                if values.contains(where: { $0.contains("\n") || $0.contains("\r") }) {
+                    problem(field, "a header value contains a line break", "remove it")
+                    continue
+                }
+                host.headers.append((name, values))
+            }
+        }
+        return problems.count == before ? host : nil
+    }
+
+    mutating func readClient(_ value: TOMLValueConvertible, at path: String) -> [[String]] {
+        let example = "client = [[\"/etc/certs/client.crt\", \"/etc/certs/client.key\"]]"
+        if let s = value.string {
+            checkPaths([s], at: path)
+            return [[s]]
+        }
+        guard let array = value.array else {
+            problem(path, "expected an array of [certificate, key] pairs, found \(value.type)", "write \(example)")
+            return []
+        }
+        var pairs: [[String]] = []
+        for (i, element) in array.enumerated() {
+            let field = "\(path)[\(i)]"
+            if let s = element.string {
+                pairs.append([s])
+            } else if let pair = strings(element, at: field, example: example) {
+                guard (1...2).contains(pair.count) else {
+                    problem(field, "expected [certificate, key], found \(pair.count) strings", "write \(example)")
+                    continue
+                }
+                pairs.append(pair)
+            }
+            checkPaths(pairs.last ?? [], at: field)
+        }
+        return pairs
+    }
+
+    mutating func checkPaths(_ paths: [String], at field: String) {
+        for p in paths where !p.hasPrefix("/") {
+            problem(field, "\"\(p)\" is not an absolute path", "write the full path, e.g. \"/etc/containerd/certs.d/ca.pem\"")
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions on unknown keys.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    for i in 1...a.count {
+        var current = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...b.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        previous = current
+    }
+    return previous[b.count]
+}

@@ -1,0 +1,64 @@
+/// The hosts.toml this agent writes for one upstream, and how to tell its files from others'.
+public enum HostsFile {
+    /// First line of every file this agent owns. A hosts.toml without it is foreign and never changed.
+    public static let marker = "# managed by configure-containerd-registries; manual changes are overwritten"
+    public static let fileName = "hosts.toml"
+    public static let backupName = "hosts.toml.orig"
+
+    /// True when `content` is a file this agent wrote.
+    public static func isManaged(_ content: String) -> Bool {
+        content.hasPrefix(marker + "\n") || content == marker
+    }
+
+    /// Renders the file for `registry` listing `hosts` (the up ones, in config order).
+    /// Returns nil for an empty host list: containerd 1.6/1.7 reject a file without a `[host]` table,
+    /// and with no file at all containerd pulls straight from the upstream.
+    public static func render(_ registry: Registry, hosts: [MirrorHost]) -> String? {
+        guard !hosts.isEmpty else { return nil }
+        var out = marker + "\n"
+        if !registry.server.isEmpty {
+            out += "server = \(quote(registry.server))\n"
+        }
+        for host in hosts {
+            out += "\n[host.\(quote(host.url))]\n"
+            out += "  capabilities = \(array(host.capabilities.map(\.rawValue)))\n"
+            if let dial = host.dialTimeout { out += "  dial_timeout = \(quote(dial.description))\n" }
+            if !host.ca.isEmpty { out += "  ca = \(array(host.ca))\n" }
+            if !host.client.isEmpty { out += "  client = [\(host.client.map(array).joined(separator: ", "))]\n" }
+            if let skip = host.skipVerify { out += "  skip_verify = \(skip)\n" }
+            if let override = host.overridePath { out += "  override_path = \(override)\n" }
+            if !host.headers.isEmpty {
+                out += "  [host.\(quote(host.url)).header]\n"
+                for (name, values) in host.headers {
+                    out += "    \(quote(name)) = \(array(values))\n"
+                }
+            }
+        }
+        return out
+    }
+
+    static func array(_ items: [String]) -> String {
+        "[" + items.map(quote).joined(separator: ", ") + "]"
+    }
+
+    /// A TOML basic string: quotes, backslashes and control characters escaped.
+    public static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                let hex = String(scalar.value, radix: 16, uppercase: true)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}

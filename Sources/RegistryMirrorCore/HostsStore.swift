@@ -1,0 +1,136 @@
+import Logging
+
+/// A failed file system operation under hosts_dir.
+public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var operation: String
+    public var path: String
+    public var reason: String
+
+    public init(operation: String, path: String, reason: String) {
+        self.operation = operation
+        self.path = path
+        self.reason = reason
+    }
+
+    public var description: String { "cannot \(operation) \(path): \(reason)" }
+}
+
+/// The hosts directory as the core sees it. The implementation never follows a symlink below the
+/// root and never writes outside it.
+public protocol HostsStore: Sendable {
+    /// hosts_dir.
+    var root: String { get }
+    /// The path of an upstream's hosts.toml, for logs.
+    func filePath(_ upstream: String) -> String
+    func observe(_ upstream: String) throws(StoreError) -> UpstreamDirState
+    /// Carries out the steps in order; stops at the first that fails.
+    func perform(_ actions: [FileAction], upstream: String) throws(StoreError)
+    /// Upstream directories that hold a file of ours (a managed hosts.toml or an ownership record).
+    func upstreamsWithOurFiles() throws(StoreError) -> [String]
+    /// Runs `body` holding the lock that keeps two instances from interleaving writes.
+    func withLock<T>(_ body: () throws -> T) throws -> T
+}
+
+/// Either way a directory can refuse to take the state we want.
+public enum HostsError: Error, Sendable, CustomStringConvertible {
+    case store(StoreError)
+    case conflict(PlanConflict)
+
+    public var description: String {
+        switch self {
+        case .store(let e): e.description
+        case .conflict(let c): c.description
+        }
+    }
+}
+
+/// Brings one upstream's directory to the wanted state under the lock and logs what changed.
+public struct HostsReconciler: Sendable {
+    public let store: any HostsStore
+    public let logger: Logger
+
+    public init(store: any HostsStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    /// - Returns: the steps carried out (empty when the file was already right).
+    @discardableResult
+    public func reconcile(upstream: String, desired: String?, configured: Bool) throws(HostsError) -> [FileAction] {
+        let path = store.filePath(upstream)
+        var log = logger
+        log[metadataKey: LogKey.upstream] = "\(upstream)"
+        log[metadataKey: LogKey.file] = "\(path)"
+        let steps: [FileAction]
+        do {
+            steps = try store.withLock {
+                let observed = try store.observe(upstream)
+                let steps = try HostsPlan.actions(
+                    upstream: upstream, desired: desired, configured: configured, observed: observed)
+                try store.perform(steps, upstream: upstream)
+                return steps
+            }
+        } catch let e as StoreError {
+            throw .store(e)
+        } catch let e as PlanConflict {
+            throw .conflict(e)
+        } catch {
+            throw .store(StoreError(operation: "lock", path: store.root, reason: "\(error)"))
+        }
+        if desired != nil && !steps.contains(where: { if case .write = $0 { true } else { false } }) {
+            log.debug("hosts.toml unchanged")
+        }
+        for step in steps {
+            switch step {
+            case .backUpForeign:
+                log.notice("backed up foreign hosts.toml to \(HostsFile.backupName)")
+            case .write:
+                log.notice("wrote hosts.toml")
+            case .removeManaged:
+                log.notice(configured ? "removed hosts.toml: no mirror is up" : "removed hosts.toml: upstream no longer configured")
+            case .restoreBackup:
+                log.notice("restored \(HostsFile.backupName) to hosts.toml")
+            case .removeDirectory:
+                log.info("removed directory \(store.root)/\(upstream) if empty")
+            case .createDirectory, .writeRecord, .removeRecord:
+                break
+            }
+        }
+        return steps
+    }
+}
+
+/// Metadata keys of our log lines; the journald handler turns them into upper-case journal fields.
+public enum LogKey {
+    public static let upstream = "registry_upstream"
+    public static let host = "registry_host"
+    public static let result = "probe_result"
+    public static let attempts = "probe_attempts"
+    public static let reason = "probe_reason"
+    public static let file = "hosts_file"
+}
+
+extension HostsReconciler {
+    /// `remove`: every file of ours goes, backups come back, directories we created go when empty.
+    /// - Returns: upstream to error, for those that could not be cleaned; empty when all went well.
+    public func removeEverything() -> [String: String] {
+        let upstreams: [String]
+        do {
+            upstreams = try store.upstreamsWithOurFiles()
+        } catch {
+            logger.error("\(error)")
+            return [store.root: error.description]
+        }
+        var failures: [String: String] = [:]
+        for upstream in upstreams {
+            do {
+                try reconcile(upstream: upstream, desired: nil, configured: false)
+            } catch {
+                logger.error("\(error)", metadata: [LogKey.upstream: "\(upstream)"])
+                failures[upstream] = error.description
+            }
+        }
+        logger.notice("remove done: \(upstreams.count - failures.count)/\(upstreams.count) upstream directories cleaned")
+        return failures
+    }
+}

@@ -1,0 +1,258 @@
+import CCurl
+import Glibc
+import RegistryMirrorCore
+import Synchronization
+
+/// Probes mirrors with libcurl's multi interface, all transfers driven by one dedicated thread, so a
+/// dead or hanging mirror never holds a thread of Swift's cooperative pool or delays another probe.
+public final class CurlProber: MirrorProber, @unchecked Sendable {
+    /// One loop per process is enough: it multiplexes any number of transfers.
+    public static let shared = CurlProber()
+
+    private struct Pending: Sendable {
+        var adds: [Transfer] = []
+        var cancels: [UInt64] = []
+    }
+
+    private let multi: UnsafeMutableRawPointer
+    private let pending = Mutex(Pending())
+    private let nextID = Atomic<UInt64>(1)
+
+    public init() {
+        Self.globalInit
+        guard let m = curl_multi_init() else { fatalError("curl_multi_init failed: out of memory") }
+        multi = m
+        let thread = LoopThread(prober: self)
+        thread.start()
+    }
+
+    private static let globalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+
+    public func probe(_ host: MirrorHost, settings: ProbeSettings) async -> ProbeResult {
+        let id = nextID.add(1, ordering: .relaxed).oldValue
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<ProbeResult, Never>) in
+                let transfer = Transfer(id: id, host: host, settings: settings, continuation: continuation)
+                pending.withLock { $0.adds.append(transfer) }
+                curl_multi_wakeup(multi)
+            }
+        } onCancel: {
+            pending.withLock { $0.cancels.append(id) }
+            curl_multi_wakeup(multi)
+        }
+    }
+
+    /// The loop: add queued transfers, drive them, hand back finished ones, sleep in poll until a
+    /// socket is ready, a timeout expires or `probe` wakes it.
+    fileprivate func runLoop() {
+        var active: [UInt64: Transfer] = [:]
+        var byHandle: [UnsafeMutableRawPointer: UInt64] = [:]
+        var cancelledEarly = Set<UInt64>()
+        while true {
+            let work = pending.withLock { p -> Pending in
+                defer { p = Pending() }
+                return p
+            }
+            for var transfer in work.adds {
+                if cancelledEarly.remove(transfer.id) != nil {
+                    transfer.finish(ProbeResult(state: .down, reason: "cancelled"))
+                    continue
+                }
+                if let failure = transfer.prepare() {
+                    transfer.finish(failure)
+                    continue
+                }
+                curl_multi_add_handle(multi, transfer.easy)
+                active[transfer.id] = transfer
+                byHandle[transfer.easy!] = transfer.id
+            }
+            for id in work.cancels {
+                guard var transfer = active.removeValue(forKey: id) else {
+                    // The cancel can overtake the add in the queue; remember it for when the add arrives.
+                    cancelledEarly.insert(id)
+                    continue
+                }
+                byHandle[transfer.easy!] = nil
+                curl_multi_remove_handle(multi, transfer.easy)
+                transfer.finish(ProbeResult(state: .down, reason: "cancelled"))
+            }
+
+            var running: Int32 = 0
+            curl_multi_perform(multi, &running)
+            var queued: Int32 = 0
+            while let message = curl_multi_info_read(multi, &queued) {
+                var code = CURLE_OK
+                guard let easy = ccr_multi_done_handle(message, &code), let id = byHandle.removeValue(forKey: easy),
+                    var transfer = active.removeValue(forKey: id)
+                else { continue }
+                curl_multi_remove_handle(multi, easy)
+                transfer.finish(transfer.result(code))
+            }
+            // Cancellations ids only matter while their add may still be queued: keep the set small.
+            if cancelledEarly.count > 10_000 { cancelledEarly.removeAll() }
+            curl_multi_poll(multi, nil, 0, 1000, nil)
+        }
+    }
+
+    private final class LoopThread: @unchecked Sendable {
+        let prober: CurlProber
+        init(prober: CurlProber) { self.prober = prober }
+        func start() {
+            var attributes = pthread_attr_t()
+            pthread_attr_init(&attributes)
+            pthread_attr_setstacksize(&attributes, 256 * 1024)
+            var thread = pthread_t()
+            let box = Unmanaged.passRetained(self).toOpaque()
+            let rc = pthread_create(&thread, &attributes, { raw in
+                let me = Unmanaged<LoopThread>.fromOpaque(raw!).takeRetainedValue()
+                me.prober.runLoop()
+                return nil
+            }, box)
+            pthread_attr_destroy(&attributes)
+            precondition(rc == 0, "cannot start the probe thread: \(String(cString: strerror(rc)))")
+            pthread_detach(thread)
+        }
+    }
+}
+
+/// One probe in flight: the easy handle, the C memory it points into, and the waiting task.
+private struct Transfer: @unchecked Sendable {
+    let id: UInt64
+    let host: MirrorHost
+    let settings: ProbeSettings
+    let continuation: CheckedContinuation<ProbeResult, Never>
+    var easy: UnsafeMutableRawPointer?
+    var headers: UnsafeMutablePointer<curl_slist>?
+    var errorBuffer: UnsafeMutablePointer<CChar>?
+
+    init(id: UInt64, host: MirrorHost, settings: ProbeSettings, continuation: CheckedContinuation<ProbeResult, Never>) {
+        self.id = id
+        self.host = host
+        self.settings = settings
+        self.continuation = continuation
+    }
+
+    /// Creates and configures the easy handle; returns a result instead when the probe cannot start
+    /// (for example an unreadable CA file).
+    mutating func prepare() -> ProbeResult? {
+        guard let easy = curl_easy_init() else { return ProbeResult(state: .down, reason: "curl_easy_init failed") }
+        self.easy = easy
+        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
+        errorBuffer!.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+        ccr_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
+        ccr_easy_setopt_string(easy, CURLOPT_URL, host.probeURL)
+        ccr_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        ccr_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0)
+        // Probes go straight to the mirror, as containerd does for a cluster IP: never through a proxy.
+        ccr_easy_setopt_string(easy, CURLOPT_PROXY, "")
+        ccr_easy_setopt_string(easy, CURLOPT_NOPROXY, "*")
+        ccr_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(settings.connectTimeout.milliseconds))
+        ccr_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(settings.timeout.milliseconds))
+        ccr_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, 1)
+        ccr_easy_setopt_string(easy, CURLOPT_USERAGENT, "configure-containerd-registries/\(AgentVersion.current)")
+        ccr_easy_discard_body(easy)
+
+        if !host.ca.isEmpty {
+            var bundle: [UInt8] = []
+            for path in host.ca {
+                guard let bytes = readWholeFile(path) else {
+                    return ProbeResult(state: .down, reason: "TLS: cannot read CA file \(path): \(String(cString: strerror(errno)))")
+                }
+                bundle += bytes
+                bundle.append(0x0A)
+            }
+            bundle.withUnsafeMutableBytes { raw in
+                _ = ccr_easy_setopt_blob(easy, CURLOPT_CAINFO_BLOB, raw.baseAddress, raw.count)
+            }
+        }
+        if let pair = host.client.first {
+            ccr_easy_setopt_string(easy, CURLOPT_SSLCERT, pair[0])
+            ccr_easy_setopt_string(easy, CURLOPT_SSLKEY, pair.count > 1 ? pair[1] : pair[0])
+        }
+        if host.skipVerify == true {
+            ccr_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 0)
+            ccr_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 0)
+        }
+        for (name, values) in host.headers {
+            for value in values { headers = curl_slist_append(headers, "\(name): \(value)") }
+        }
+        if let headers { ccr_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headers) }
+        return nil
+    }
+
+    /// Turns a finished transfer into up/down with a reason an operator can act on.
+    func result(_ code: CURLcode) -> ProbeResult {
+        var totalMicros: curl_off_t = 0
+        ccr_easy_getinfo_off_t(easy, CURLINFO_TOTAL_TIME_T, &totalMicros)
+        let latency = Duration.microseconds(totalMicros)
+        if code == CURLE_OK {
+            var status = 0
+            ccr_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+            return ProbeResult.classify(httpStatus: status, latency: latency)
+        }
+        var osErrno = 0
+        ccr_easy_getinfo_long(easy, CURLINFO_OS_ERRNO, &osErrno)
+        var connectMicros: curl_off_t = 0
+        ccr_easy_getinfo_off_t(easy, CURLINFO_CONNECT_TIME_T, &connectMicros)
+        let detail = errorBuffer.map { String(cString: $0) } ?? ""
+        let reason: String
+        switch code {
+        case CURLE_COULDNT_CONNECT:
+            switch Int32(osErrno) {
+            case ECONNREFUSED: reason = "connection refused"
+            case EHOSTUNREACH: reason = "no route to host"
+            case ENETUNREACH: reason = "network unreachable"
+            case 0: reason = "cannot connect: \(detail)"
+            default: reason = "cannot connect: \(String(cString: strerror(Int32(osErrno))))"
+            }
+        case CURLE_OPERATION_TIMEDOUT:
+            reason =
+                connectMicros == 0
+                ? "connection timed out after \(settings.connectTimeout)"
+                : "timed out after \(settings.timeout) (connected, no answer)"
+        case CURLE_COULDNT_RESOLVE_HOST:
+            reason = "cannot resolve host: \(detail)"
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
+            CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS,
+            CURLE_SSL_CRL_BADFILE, CURLE_SSL_SHUTDOWN_FAILED, CURLE_SSL_ENGINE_INITFAILED, CURLE_USE_SSL_FAILED:
+            reason = "TLS: \(detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)"
+        case CURLE_GOT_NOTHING:
+            reason = "connection closed without an answer"
+        case CURLE_RECV_ERROR, CURLE_SEND_ERROR:
+            reason = "connection reset: \(detail)"
+        default:
+            reason = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+        }
+        return ProbeResult(state: .down, reason: reason, latency: latency)
+    }
+
+    /// Resumes the waiting task and frees the C memory.
+    mutating func finish(_ result: ProbeResult) {
+        if let easy { curl_easy_cleanup(easy) }
+        if let headers { curl_slist_free_all(headers) }
+        errorBuffer?.deallocate()
+        easy = nil
+        headers = nil
+        errorBuffer = nil
+        continuation.resume(returning: result)
+    }
+}
+
+/// Reads a small file whole (CA bundles); nil with errno set on failure.
+func readWholeFile(_ path: String, limit: Int = 16 << 20) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while out.count < limit {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return nil
+        }
+        if n == 0 { break }
+        out += chunk[0..<n]
+    }
+    return out
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Logging
+import RegistryMirrorCore
+import RegistryMirrorSystem
+
+struct Apply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Wait for the mirrors and write each upstream's hosts.toml (the default).",
+        discussion: """
+            Probes every host of every registry concurrently (connect_timeout, timeout) with exponential \
+            backoff from initial_interval to max_interval. As soon as one host of a registry answers, its \
+            hosts.toml is written with the hosts that are up, in config order; hosts that come up later, \
+            before apply ends, are added. Registries with readiness_probe = false are written at once. \
+            Files of upstreams that left the config are removed first (a backed-up foreign file comes back).
+
+            Apply ends when every registry is configured, when --deadline passes (exit 69; the others are \
+            written), or on SIGTERM/SIGINT (exit 75). Without a deadline it waits as long as it takes.
+
+            Examples:
+              # From the config file, waiting at most 5 minutes:
+              configure-containerd-registries apply --deadline 5m
+
+              # No config file: one cache for docker.io, fallback to Docker Hub:
+              configure-containerd-registries docker.io,http://10.4.246.205:5000,https://registry-1.docker.io
+
+              # Try it without touching containerd's directory:
+              configure-containerd-registries apply --hosts-dir /tmp/certs.d ghcr.io,http://127.0.0.1:5000
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(
+        help: ArgumentHelp(
+            "Overall time budget, e.g. 5m (overrides probe.deadline; 0s waits until every registry is configured).",
+            valueName: "duration"))
+    var deadline: String?
+
+    @Argument(
+        help: ArgumentHelp(
+            "Mirrors as UPSTREAM,ENDPOINT[,SERVER], e.g. docker.io,http://10.4.246.205:5000,https://registry-1.docker.io",
+            valueName: "mirror"))
+    var mirrors: [String] = []
+
+    func validate() throws {
+        if let deadline { _ = try parseDurationOption(deadline, name: "--deadline") }
+    }
+
+    func run() async throws {
+        let logger = common.makeLogger()
+        var config = try common.loadConfig(mirrors: mirrors, logger: logger)
+        if let deadline { config.probe.deadline = try parseDurationOption(deadline, name: "--deadline") }
+        let applier = Applier(
+            config: config, prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir), logger: logger,
+            status: SystemdNotifier())
+        let report = await applier.run(stop: StopSignals.stream())
+        if report.exitStatus != .ok { throw ExitCode(report.exitStatus.rawValue) }
+    }
+}
+
+struct Remove: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Delete every hosts.toml this program wrote and put backed-up files back.",
+        discussion: """
+            Deletes every managed hosts.toml under the hosts directory, restores each hosts.toml.orig, and \
+            removes directories this program created when they are empty. Files it did not write are left \
+            alone, byte for byte. The config file is not needed. Idempotent.
+
+            Examples:
+              configure-containerd-registries remove
+              configure-containerd-registries remove --hosts-dir /tmp/certs.d
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let logger = common.makeLogger()
+        var hostsDir = common.hostsDir ?? AgentConfig.defaultHostsDir
+        if common.hostsDir == nil, let text = try? ConfigFile.read(common.config ?? AgentConfig.defaultPath),
+            let config = try? ConfigLoader.load(toml: text, path: common.config ?? AgentConfig.defaultPath)
+        {
+            hostsDir = config.hostsDir
+        }
+        let reconciler = HostsReconciler(store: FileHostsStore(root: hostsDir), logger: logger)
+        if !reconciler.removeEverything().isEmpty { throw ExitCode(ExitStatus.cannotWrite.rawValue) }
+    }
+}
