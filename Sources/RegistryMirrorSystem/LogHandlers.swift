@@ -67,8 +67,12 @@ public struct StreamLineHandler: LogHandler {
     }
 
     func textLine(_ level: Logger.Level, _ message: String, _ metadata: Logger.Metadata) -> String {
-        var line = "\(Self.timestamp(iso: false)) \(level.rawValue.uppercased()) \(message)"
-        for key in metadata.keys.sorted() {
+        // `upstream host: message`, then the other fields; result and reason are already in the message.
+        let subject = [LogKey.upstream, LogKey.host].compactMap { metadata[$0].map { "\($0)" } }
+        var line = "\(Self.timestamp(iso: false)) \(level.rawValue.uppercased()) "
+        line += subject.isEmpty ? message : "\(subject.joined(separator: " ")): \(message)"
+        let shown = Set([LogKey.upstream, LogKey.host, LogKey.result, LogKey.reason])
+        for key in metadata.keys.sorted() where !shown.contains(key) {
             let value = "\(metadata[key]!)"
             let needsQuotes = value.isEmpty || value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" })
             line += " \(key)=" + (needsQuotes ? HostsFile.quote(value) : value)

@@ -1,0 +1,25 @@
+# Shared by the scripts: package installation and building. Source it; it changes nothing by itself.
+
+# ensure_packages PKG...: installs the Debian packages that are missing (apt-get update once first).
+ensure_packages() {
+    local missing=()
+    local pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing: ${missing[*]}" >&2
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: missing packages (${missing[*]}) and not root; run: sudo apt-get install ${missing[*]}" >&2
+        return 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The packages the agent needs to build and run.
+BUILD_PACKAGES=(libcurl4-openssl-dev libsystemd-dev pkg-config)
+# The real parts the tests run against.
+TEST_PACKAGES=(docker-registry containerd skopeo iptables iproute2 openssl python3 curl)
+
+repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }

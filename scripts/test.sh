@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every test: unit and integration tests (swift test), then the end-to-end suite with a real
+# containerd and real registries (scripts/e2e.sh). Installs what is missing first. Run as root.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$(repo_root)"
+
+ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+
+echo "== build"
+build_log=$(mktemp /tmp/ccr-build.XXXXXX.log)
+if ! swift build --build-tests >"$build_log" 2>&1; then
+    grep -E 'error|warning:' "$build_log" | grep -v '/.build/checkouts/' >&2 || tail -40 "$build_log" >&2
+    echo "build FAILED (log: $build_log)" >&2
+    exit 1
+fi
+tail -1 "$build_log"
+
+echo "== swift test"
+log=$(mktemp /tmp/ccr-swift-test.XXXXXX.log)
+swift_status=0
+swift test >"$log" 2>&1 || swift_status=$?
+# Failures and the closing summary; the whole log stays in $log.
+grep -E '✘|recorded an issue|error:|Test run with|Executed [0-9]+ test' "$log" | grep -v 'Executed 0 tests' || true
+echo "(full swift test log: $log)"
+
+e2e_status=0
+if [ -f scripts/e2e.sh ] && [ "${SKIP_E2E:-0}" != 1 ]; then
+    echo "== end-to-end"
+    AGENT_BIN="$PWD/.build/debug/configure-containerd-registries" bash scripts/e2e.sh || e2e_status=$?
+fi
+
+if [ "$swift_status" -ne 0 ] || [ "$e2e_status" -ne 0 ]; then
+    echo "FAILED: swift test status $swift_status, e2e status $e2e_status" >&2
+    exit 1
+fi
+echo "all tests passed"
