@@ -386,14 +386,15 @@ private struct Reader {
             let field = "\(path)[\(i)]"
             if let s = element.string {
                 pairs.append([s])
+                checkPaths([s], at: field)
             } else if let pair = strings(element, at: field, example: example) {
                 guard (1...2).contains(pair.count) else {
                     problem(field, "expected [certificate, key], found \(pair.count) strings", "write \(example)")
                     continue
                 }
                 pairs.append(pair)
+                checkPaths(pair, at: field)
             }
-            checkPaths(pairs.last ?? [], at: field)
         }
         return pairs
     }

@@ -35,39 +35,66 @@ struct CommonOptions: ParsableArguments {
         return Logger(label: "configure-containerd-registries")
     }
 
-    /// Reads and validates the config and positional mirrors; errors become the documented exit codes.
-    func loadConfig(mirrors: [String], logger: Logger) throws -> AgentConfig {
+    /// Why the configuration could not be loaded; each command maps it to its own exit code.
+    enum LoadFailure: Error {
+        /// Nothing to configure, or a bad positional mirror: exit 64.
+        case usage(String)
+        /// The config file is missing (given explicitly), unreadable or invalid: exit 78 (check: 3).
+        case invalid([String])
+
+        var lines: [String] {
+            switch self {
+            case .usage(let message): [message]
+            case .invalid(let lines): lines
+            }
+        }
+    }
+
+    /// Reads and validates the config and positional mirrors.
+    func load(mirrors: [String]) throws(LoadFailure) -> AgentConfig {
         let path = config ?? AgentConfig.defaultPath
         var text: String?
         do {
             text = try ConfigFile.read(path)
-        } catch ConfigFile.ReadError.missing(_) where config == nil && !mirrors.isEmpty {
+        } catch .missing(_) where config == nil {
+            guard !mirrors.isEmpty else {
+                throw .usage(
+                    "nothing to configure: \(path) does not exist and no UPSTREAM,ENDPOINT[,SERVER] mirrors were given. "
+                        + "Write the config file, pass --config PATH, or give mirrors such as "
+                        + "docker.io,http://10.4.246.205:5000")
+            }
             text = nil  // positional mirrors alone: every other setting is a default
-        } catch ConfigFile.ReadError.missing(_) where config == nil {
-            throw ValidationError(
-                "nothing to configure: \(path) does not exist and no UPSTREAM,ENDPOINT[,SERVER] mirrors were given. "
-                    + "Write the config file, pass --config PATH, or give mirrors such as "
-                    + "docker.io,http://10.4.246.205:5000")
         } catch {
-            logger.error("config: \(error)")
-            throw ExitCode(ExitStatus.invalidConfig.rawValue)
+            throw .invalid(["config: \(error)"])
         }
         var loaded: AgentConfig
         do {
             loaded = try ConfigLoader.load(toml: text, path: path, mirrors: mirrors)
         } catch {
-            for problem in error.problems { logger.error("config: \(problem)") }
-            if error.isUsageError { throw ExitCode(ExitStatus.usage.rawValue) }
-            logger.error("config invalid: nothing was written")
-            throw ExitCode(ExitStatus.invalidConfig.rawValue)
+            let lines = error.problems.map { "config: \($0)" }
+            if error.isUsageError { throw .usage(lines.joined(separator: "\n")) }
+            throw .invalid(lines)
         }
         if let hostsDir {
             guard hostsDir.hasPrefix("/") else {
-                throw ValidationError("--hosts-dir \(hostsDir): give an absolute path, e.g. /etc/containerd/certs.d")
+                throw .usage("--hosts-dir \(hostsDir): give an absolute path, e.g. /etc/containerd/certs.d")
             }
             loaded.hostsDir = hostsDir
         }
         return loaded
+    }
+
+    /// `load` with apply's exit codes: 64 for usage errors, 78 for an invalid file, logged.
+    func loadConfig(mirrors: [String], logger: Logger) throws -> AgentConfig {
+        do {
+            return try load(mirrors: mirrors)
+        } catch .usage(let message) {
+            throw ValidationError(message)
+        } catch {
+            for line in error.lines { logger.error("\(line)") }
+            logger.error("config invalid: nothing was written")
+            throw ExitCode(ExitStatus.invalidConfig.rawValue)
+        }
     }
 }
 

@@ -1,0 +1,138 @@
+/// Monitoring-plugins states; the raw value is `check`'s exit code.
+public enum HealthState: Int32, Sendable, Comparable, CustomStringConvertible {
+    case ok = 0, warning = 1, critical = 2, unknown = 3
+
+    public static func < (a: HealthState, b: HealthState) -> Bool { a.rawValue < b.rawValue }
+
+    public var description: String {
+        switch self {
+        case .ok: "OK"
+        case .warning: "WARNING"
+        case .critical: "CRITICAL"
+        case .unknown: "UNKNOWN"
+        }
+    }
+}
+
+/// What `check` reports: one overall state with a summary line, then each registry and host.
+public struct HealthReport: Sendable {
+    public struct Finding: Sendable {
+        public var state: HealthState
+        public var message: String
+    }
+
+    public struct HostHealth: Sendable {
+        public var url: String
+        /// `up`, `down`, or `unprobed` (readiness_probe = false, or an upstream no longer configured).
+        public var state: String
+        public var reason: String
+        public var latencyMilliseconds: Double?
+        public var inFile: Bool
+    }
+
+    public struct RegistryHealth: Sendable {
+        public var upstream: String
+        public var file: String
+        /// `ok`, `absent`, `missing`, `stale`, `foreign`, `conflict` or `orphaned`.
+        public var fileState: String
+        public var state: HealthState
+        public var findings: [Finding]
+        public var hosts: [HostHealth]
+    }
+
+    public var state: HealthState
+    public var summary: String
+    public var containerd: Finding
+    public var registries: [RegistryHealth]
+
+    /// A report for a config that cannot be read: nothing else can be judged.
+    public static func unknown(_ message: String) -> HealthReport {
+        HealthReport(
+            state: .unknown, summary: "UNKNOWN: \(message)", containerd: Finding(state: .unknown, message: "not checked"),
+            registries: [])
+    }
+
+    /// Judges a survey by the rules of design section 7.
+    public static func evaluate(_ survey: Survey, containerd: ContainerdConfigCheck, hostsDir: String) -> HealthReport {
+        let containerdFinding: Finding =
+            switch containerd {
+            case .reads(let configPath): Finding(state: .ok, message: "containerd reads \(hostsDir) (config_path = \"\(configPath)\")")
+            case .problem(let message): Finding(state: .critical, message: message)
+            }
+        let registries = survey.entries.map(judge)
+        var all = registries.flatMap { r in r.findings.map { Finding(state: $0.state, message: "\(r.upstream): \($0.message)") } }
+        all.append(containerdFinding)
+        let state = all.map(\.state).max() ?? .ok
+        let summary: String
+        if state == .ok {
+            let hosts = registries.flatMap(\.hosts)
+            summary =
+                "OK: \(registries.count) registries, \(hosts.filter { $0.state == "up" }.count)/\(hosts.count) hosts up, files match; \(containerdFinding.message)"
+        } else {
+            let worst = all.filter { $0.state == state }
+            let more = worst.count > 1 ? " (+\(worst.count - 1) more)" : ""
+            summary = "\(state): \(worst[0].message)\(more)"
+        }
+        return HealthReport(state: state, summary: summary, containerd: containerdFinding, registries: registries)
+    }
+
+    static func judge(_ entry: Survey.Entry) -> RegistryHealth {
+        var findings: [Finding] = []
+        func add(_ state: HealthState, _ message: String) { findings.append(Finding(state: state, message: message)) }
+        let hosts = entry.hosts.map { status -> HostHealth in
+            guard let result = status.result else {
+                return HostHealth(url: status.host.url, state: "unprobed", reason: "", latencyMilliseconds: nil, inFile: status.inFile)
+            }
+            return HostHealth(
+                url: status.host.url, state: result.state.rawValue, reason: result.reason,
+                latencyMilliseconds: Double(result.latency.components.seconds) * 1000
+                    + Double(result.latency.components.attoseconds) / 1e15,
+                inFile: status.inFile)
+        }
+        let fileState: String
+        if let conflict = entry.conflict {
+            fileState = "conflict"
+            add(.critical, conflict.message)
+        } else if entry.registry == nil {
+            fileState = "orphaned"
+            add(.warning, "\(entry.filePath) belongs to an upstream no longer configured; apply removes it")
+        } else {
+            let upHosts = entry.hosts.filter(\.isUp)
+            for status in entry.hosts where status.inFile && !status.isUp {
+                add(.critical, "\(entry.filePath) lists \(status.host.url), which is down (\(status.result?.reason ?? "?")): pulls will stall; run apply")
+            }
+            switch entry.observed.file {
+            case .foreign:
+                fileState = "foreign"
+                if let up = upHosts.first {
+                    add(.critical, "\(entry.filePath) was not written by this agent, so \(up.host.url) (up) is not used; run apply")
+                }
+            case .absent, .notRegular:
+                if let up = upHosts.first {
+                    fileState = "missing"
+                    add(.critical, "\(entry.filePath) is missing though \(up.host.url) is up; run apply")
+                } else {
+                    fileState = "absent"
+                }
+            case .managed(let current):
+                if current == entry.desired {
+                    fileState = "ok"
+                } else {
+                    // Every host down: the lines above already made it CRITICAL.
+                    fileState = "stale"
+                    if let unlisted = upHosts.first(where: { !$0.inFile }) {
+                        add(.critical, "\(entry.filePath) does not list \(unlisted.host.url), which is up; run apply")
+                    } else if !entry.hosts.contains(where: { $0.inFile && !$0.isUp }) {
+                        add(.warning, "\(entry.filePath) differs from what apply would write (pending update)")
+                    }
+                }
+            }
+            for status in entry.hosts where !status.inFile && !status.isUp {
+                add(.warning, "\(status.host.url) is down (\(status.result?.reason ?? "?")) and left out of hosts.toml")
+            }
+        }
+        return RegistryHealth(
+            upstream: entry.upstream, file: entry.filePath, fileState: fileState, state: findings.map(\.state).max() ?? .ok,
+            findings: findings, hosts: hosts)
+    }
+}

@@ -1,0 +1,121 @@
+/// The text `plan` prints and the text and JSON `check` prints. Pure: the command decides where it goes.
+public enum PlanText {
+    /// - Returns: the text and how many upstreams have changes pending.
+    public static func render(_ survey: Survey, color: Bool) -> (text: String, pending: Int) {
+        let paint = Paint(enabled: color)
+        var out = ""
+        var pending = 0
+        for entry in survey.entries {
+            out += paint.bold("\(entry.upstream)") + "  (\(entry.filePath))\n"
+            for status in entry.hosts {
+                out += "  " + hostLine(status, paint: paint) + "\n"
+            }
+            if entry.hasChanges { pending += 1 }
+            out += describe(entry, paint: paint)
+            out += "\n"
+        }
+        if survey.entries.isEmpty { out += "no registries configured and no files of ours on disk\n" }
+        out += pending == 0 ? "no changes\n" : "\(pending) of \(survey.entries.count) upstreams would change\n"
+        return (out, pending)
+    }
+
+    static func hostLine(_ status: Survey.HostStatus, paint: Paint) -> String {
+        guard let result = status.result else {
+            return "\(paint.dim("-   ")) \(status.host.url)  (not probed)"
+        }
+        let latency = Applier.milliseconds(result.latency)
+        return result.isUp
+            ? "\(paint.green("up  ")) \(status.host.url)  \(result.reason), \(latency)"
+            : "\(paint.red("down")) \(status.host.url)  \(result.reason)"
+    }
+
+    static func describe(_ entry: Survey.Entry, paint: Paint) -> String {
+        if let conflict = entry.conflict { return "  " + paint.red("cannot apply: \(conflict.message)") + "\n" }
+        var lines: [String] = []
+        let wouldWrite = entry.actions.contains { if case .write = $0 { true } else { false } }
+        if entry.actions.contains(.backUpForeign) {
+            lines.append("would back up foreign file to \(HostsFile.backupName)")
+        }
+        if wouldWrite {
+            lines.append(entry.current == nil ? "would create hosts.toml" : "would update hosts.toml")
+        }
+        if entry.actions.contains(.removeManaged) {
+            lines.append(
+                entry.registry == nil ? "would remove hosts.toml (upstream no longer configured)" : "would remove hosts.toml (no mirror is up)")
+        }
+        if entry.actions.contains(.restoreBackup) { lines.append("would restore \(HostsFile.backupName) to hosts.toml") }
+        if entry.actions.contains(.removeDirectory) { lines.append("would remove the directory if empty") }
+        if lines.isEmpty {
+            lines.append(entry.desired == nil && entry.current == nil ? "no file (no mirror is up), unchanged" : "unchanged")
+        }
+        var out = lines.map { "  \($0)\n" }.joined()
+        if wouldWrite || entry.actions.contains(.removeManaged) {
+            let diff = UnifiedDiff.make(
+                old: entry.current ?? "", new: entry.desired ?? "",
+                oldName: entry.current == nil ? "/dev/null" : "\(entry.filePath) (on disk)",
+                newName: entry.desired == nil ? "/dev/null" : "\(entry.filePath) (apply would write)")
+            for line in UnifiedDiff.lines(diff) {
+                let painted =
+                    line.hasPrefix("+++") || line.hasPrefix("---") ? paint.bold(line)
+                    : line.hasPrefix("+") ? paint.green(line)
+                    : line.hasPrefix("-") ? paint.red(line)
+                    : line.hasPrefix("@@") ? paint.cyan(line) : line
+                out += "    \(painted)\n"
+            }
+        }
+        return out
+    }
+}
+
+public enum CheckText {
+    /// Summary first (monitoring shows the first line), then a line per registry and host.
+    public static func render(_ report: HealthReport) -> String {
+        var out = report.summary + "\n"
+        for registry in report.registries {
+            out += "\(registry.state) \(registry.upstream): file \(registry.fileState) (\(registry.file))\n"
+            for finding in registry.findings { out += "  \(finding.state): \(finding.message)\n" }
+            for host in registry.hosts {
+                var line = "  host \(host.url): \(host.state)"
+                if !host.reason.isEmpty { line += " (\(host.reason)" + (host.latencyMilliseconds.map { ", \(format($0)) ms" } ?? "") + ")" }
+                line += host.inFile ? ", in file" : ", not in file"
+                out += line + "\n"
+            }
+        }
+        out += "\(report.containerd.state) containerd: \(report.containerd.message)\n"
+        return out
+    }
+
+    public static func json(_ report: HealthReport) -> String {
+        func finding(_ f: HealthReport.Finding) -> String {
+            "{\"state\":\(JSON.string(f.state.description)),\"message\":\(JSON.string(f.message))}"
+        }
+        let registries = report.registries.map { r in
+            let hosts = r.hosts.map { h in
+                "{\"url\":\(JSON.string(h.url)),\"state\":\(JSON.string(h.state)),\"reason\":\(JSON.string(h.reason)),"
+                    + "\"latency_ms\":\(h.latencyMilliseconds.map { format($0) } ?? "null"),\"in_file\":\(h.inFile)}"
+            }
+            return "{\"upstream\":\(JSON.string(r.upstream)),\"file\":\(JSON.string(r.file)),"
+                + "\"file_state\":\(JSON.string(r.fileState)),\"state\":\(JSON.string(r.state.description)),"
+                + "\"findings\":[\(r.findings.map(finding).joined(separator: ","))],\"hosts\":[\(hosts.joined(separator: ","))]}"
+        }
+        return "{\"state\":\(JSON.string(report.state.description)),\"exit_code\":\(report.state.rawValue),"
+            + "\"summary\":\(JSON.string(report.summary)),\"containerd\":\(finding(report.containerd)),"
+            + "\"registries\":[\(registries.joined(separator: ","))]}\n"
+    }
+
+    static func format(_ ms: Double) -> String {
+        let rounded = (ms * 10).rounded() / 10
+        return rounded == rounded.rounded() ? "\(Int(rounded))" : "\(rounded)"
+    }
+}
+
+/// ANSI colours, only when writing to a terminal.
+struct Paint {
+    let enabled: Bool
+    func wrap(_ code: String, _ s: String) -> String { enabled ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
+    func red(_ s: String) -> String { wrap("31", s) }
+    func green(_ s: String) -> String { wrap("32", s) }
+    func cyan(_ s: String) -> String { wrap("36", s) }
+    func bold(_ s: String) -> String { wrap("1", s) }
+    func dim(_ s: String) -> String { wrap("2", s) }
+}

@@ -1,0 +1,97 @@
+import TOMLKit
+
+/// One probe round over every host, set beside what is on disk: what `plan` shows and `check` judges.
+public struct Survey: Sendable {
+    public struct HostStatus: Sendable {
+        public var host: MirrorHost
+        /// Nil for registries with `readiness_probe = false`: they are not probed.
+        public var result: ProbeResult?
+        /// The managed hosts.toml on disk names this host.
+        public var inFile: Bool
+        public var isUp: Bool { result?.isUp ?? true }
+    }
+
+    public struct Entry: Sendable {
+        public var upstream: String
+        public var filePath: String
+        /// Nil for an upstream no longer configured that still has files of ours.
+        public var registry: Registry?
+        public var hosts: [HostStatus]
+        public var observed: UpstreamDirState
+        /// What apply would write now; nil: no file.
+        public var desired: String?
+        public var actions: [FileAction]
+        public var conflict: PlanConflict?
+
+        public var current: String? {
+            if case .managed(let text) = observed.file { return text }
+            return nil
+        }
+        /// True when apply would change something on disk for this upstream.
+        public var hasChanges: Bool { !actions.isEmpty || conflict != nil }
+    }
+
+    public var entries: [Entry]
+
+    /// Probes every host of every probed registry once, concurrently.
+    public static func probeAll(_ config: AgentConfig, prober: any MirrorProber) async -> [[ProbeResult?]] {
+        var results: [[ProbeResult?]] = config.registries.map { Array(repeating: nil, count: $0.hosts.count) }
+        await withTaskGroup(of: (Int, Int, ProbeResult).self) { group in
+            for (ri, registry) in config.registries.enumerated() where registry.readinessProbe {
+                for (hi, host) in registry.hosts.enumerated() {
+                    group.addTask { (ri, hi, await prober.probe(host, settings: config.probe)) }
+                }
+            }
+            for await (ri, hi, result) in group { results[ri][hi] = result }
+        }
+        return results
+    }
+
+    /// Sets `results` (from `probeAll`) beside the hosts directory. Reads only.
+    public static func make(config: AgentConfig, results: [[ProbeResult?]], store: any HostsStore) throws(StoreError) -> Survey {
+        var entries: [Entry] = []
+        for (ri, registry) in config.registries.enumerated() {
+            let observed = try store.observe(registry.upstream)
+            let listed = hostsListed(in: observed)
+            let hosts = registry.hosts.enumerated().map { hi, host in
+                HostStatus(host: host, result: results[ri][hi], inFile: listed.contains(host.url))
+            }
+            let desired = HostsFile.render(registry, hosts: hosts.filter(\.isUp).map(\.host))
+            entries.append(
+                entry(upstream: registry.upstream, registry: registry, hosts: hosts, observed: observed, desired: desired, store: store))
+        }
+        let configured = Set(config.registries.map(\.upstream))
+        for upstream in try store.upstreamsWithOurFiles() where !configured.contains(upstream) {
+            let observed = try store.observe(upstream)
+            let hosts = hostsListed(in: observed).sorted().map {
+                HostStatus(host: MirrorHost(url: $0), result: nil, inFile: true)
+            }
+            entries.append(entry(upstream: upstream, registry: nil, hosts: hosts, observed: observed, desired: nil, store: store))
+        }
+        return Survey(entries: entries)
+    }
+
+    private static func entry(
+        upstream: String, registry: Registry?, hosts: [HostStatus], observed: UpstreamDirState, desired: String?,
+        store: any HostsStore
+    ) -> Entry {
+        var entry = Entry(
+            upstream: upstream, filePath: store.filePath(upstream), registry: registry, hosts: hosts, observed: observed,
+            desired: desired, actions: [], conflict: nil)
+        do {
+            entry.actions = try HostsPlan.actions(
+                upstream: upstream, desired: desired, configured: registry != nil, observed: observed)
+        } catch {
+            entry.conflict = error
+        }
+        return entry
+    }
+
+    /// The `[host."<url>"]` keys of our file on disk.
+    static func hostsListed(in observed: UpstreamDirState) -> Set<String> {
+        guard case .managed(let text) = observed.file, let table = try? TOMLTable(string: text),
+            let hosts = table["host"]?.table
+        else { return [] }
+        return Set(hosts.keys)
+    }
+}

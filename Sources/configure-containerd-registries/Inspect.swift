@@ -1,0 +1,114 @@
+import ArgumentParser
+import Glibc
+import Logging
+import RegistryMirrorCore
+import RegistryMirrorSystem
+
+struct Plan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Dry run: probe once and show what apply would change. Changes nothing.",
+        discussion: """
+            Probes every host once, concurrently, with the normal timeouts (no waiting, no retries), then \
+            shows for each upstream the state of each host and a unified diff between the hosts.toml on \
+            disk and what apply would write now; also removals, foreign files apply would back up to \
+            hosts.toml.orig, and backups it would restore. Colour only on a terminal.
+
+            Exit codes: 0 (with --exit-code: no changes pending), 1 (with --exit-code: changes pending), \
+            64 usage error, 73 cannot read the hosts directory, 78 invalid config file.
+
+            Examples:
+              configure-containerd-registries plan
+              configure-containerd-registries plan --exit-code || echo "apply would change something"
+              configure-containerd-registries plan --hosts-dir /tmp/certs.d docker.io,http://127.0.0.1:5000
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Flag(name: .customLong("exit-code"), help: "Exit 1 when changes are pending, 0 when none.")
+    var exitCode = false
+
+    @Argument(help: ArgumentHelp("Mirrors as UPSTREAM,ENDPOINT[,SERVER], added to the config.", valueName: "mirror"))
+    var mirrors: [String] = []
+
+    func run() async throws {
+        let logger = common.makeLogger()
+        let config = try common.loadConfig(mirrors: mirrors, logger: logger)
+        let store = FileHostsStore(root: config.hostsDir)
+        let results = await Survey.probeAll(config, prober: CurlProber.shared)
+        let survey: Survey
+        do {
+            survey = try Survey.make(config: config, results: results, store: store)
+        } catch {
+            logger.error("\(error)")
+            throw ExitCode(ExitStatus.cannotWrite.rawValue)
+        }
+        let (text, pending) = PlanText.render(survey, color: isatty(STDOUT_FILENO) == 1 && Environment.all["NO_COLOR"] == nil)
+        print(text, terminator: "")
+        if exitCode && pending > 0 { throw ExitCode(ExitStatus.failure.rawValue) }
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    enum Output: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+    static let configuration = CommandConfiguration(
+        abstract: "Health check for monitoring: are image pulls on this node safe? Answers by exit code.",
+        discussion: """
+            Validates the config, verifies that containerd's config (containerd_config) sets the CRI \
+            registry config_path to include the hosts directory (config version 1, 2 and 3), probes every \
+            host once, and compares each managed hosts.toml with what apply would write.
+
+            Exit codes (monitoring-plugins convention; the first line of output starts with the state):
+              0 OK        files match, every host up, containerd reads the hosts directory
+              1 WARNING   degraded but safe: a host is down and already left out of its file, or a file
+                          is pending an update that does no harm
+              2 CRITICAL  a file lists a host that is down (pulls will stall), a managed file is missing
+                          or wrong for a host that is up, or containerd does not read the hosts directory
+              3 UNKNOWN   config unreadable or invalid
+              64          usage error
+
+            Examples:
+              configure-containerd-registries check
+              configure-containerd-registries check --output json | jq .registries[].hosts
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "text (summary line first) or json (one object).")
+    var output: Output = .text
+
+    @Argument(help: ArgumentHelp("Mirrors as UPSTREAM,ENDPOINT[,SERVER], added to the config.", valueName: "mirror"))
+    var mirrors: [String] = []
+
+    func run() async throws {
+        _ = common.makeLogger()
+        let report: HealthReport
+        do {
+            let config = try common.load(mirrors: mirrors)
+            let results = await Survey.probeAll(config, prober: CurlProber.shared)
+            let survey = try Survey.make(config: config, results: results, store: FileHostsStore(root: config.hostsDir))
+            let containerdText: String?
+            do {
+                containerdText = try ConfigFile.read(config.containerdConfig)
+            } catch .missing(_) {
+                containerdText = nil
+            }
+            report = HealthReport.evaluate(
+                survey,
+                containerd: ContainerdConfigCheck.evaluate(
+                    toml: containerdText, path: config.containerdConfig, hostsDir: config.hostsDir),
+                hostsDir: config.hostsDir)
+        } catch let failure as CommonOptions.LoadFailure {
+            report = .unknown(failure.lines.joined(separator: "; "))
+        } catch {
+            report = .unknown("\(error)")
+        }
+        switch output {
+        case .text: print(CheckText.render(report), terminator: "")
+        case .json: print(CheckText.json(report), terminator: "")
+        }
+        if report.state != .ok { throw ExitCode(report.state.rawValue) }
+    }
+}

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Benchmarks of `apply` (issue: the agent's core). Prints figures; asserts nothing.
+
+Loopback only. Usage: bench.py AGENT_BINARY [--quick]
+"""
+import os, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
+
+AGENT = sys.argv[1]
+QUICK = "--quick" in sys.argv
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVERS = os.path.join(HERE, "servers.py")
+
+
+def free_ports(n):
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, SERVERS, *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def wait_file(path, timeout=10):
+    end = time.time() + timeout
+    while not os.path.exists(path):
+        if time.time() > end:
+            raise RuntimeError(f"{path} never appeared")
+        time.sleep(0.01)
+    with open(path) as f:
+        return f.read()
+
+
+def pct(values, p):
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, int(round(p / 100 * len(values) + 0.5)) - 1))
+    return values[k]
+
+
+def summary(values):
+    return (f"n={len(values)} min={min(values):.3f}s median={statistics.median(values):.3f}s "
+            f"p95={pct(values, 95):.3f}s max={max(values):.3f}s")
+
+
+def detection(downtime, trials):
+    """Mirror comes up `downtime` s after apply started: time from listen() to hosts.toml on disk.
+    Trials run side by side, each with its own mirror, hosts dir and agent."""
+    work = tempfile.mkdtemp(prefix="ccr-bench-")
+    ports = free_ports(trials)
+    runs = []
+    for i, port in enumerate(ports):
+        hosts = os.path.join(work, f"h{i}")
+        stamp = os.path.join(work, f"stamp{i}")
+        agent = subprocess.Popen([AGENT, "apply", "--hosts-dir", hosts, "--log-format", "text",
+                                  f"docker.io,http://127.0.0.1:{port}"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = start("late", downtime, port, stamp)
+        runs.append((agent, server, os.path.join(hosts, "docker.io", "hosts.toml"), stamp))
+    latencies = []
+    for agent, server, path, stamp in runs:
+        agent.wait(timeout=downtime + 30)
+        mtime = os.stat(path).st_mtime_ns / 1e9
+        latencies.append(mtime - float(open(stamp).read()))
+        server.terminate()
+        server.wait()
+    shutil.rmtree(work)
+    return latencies
+
+
+def isolation(trials):
+    """1 live + 20 hanging + 20 refusing mirrors, each its own upstream: time from agent start to the
+    live upstream's hosts.toml."""
+    work = tempfile.mkdtemp(prefix="ccr-bench-")
+    hang_file, ok_file = os.path.join(work, "hang"), os.path.join(work, "ok")
+    hang, ok = start("hang", 20, hang_file), start("ok", 1, ok_file)
+    hang_ports = wait_file(hang_file).split()
+    live_port = wait_file(ok_file).split()[0]
+    refused = free_ports(20)
+    mirrors = [f"live.example,http://127.0.0.1:{live_port}"]
+    mirrors += [f"hang{i}.example,http://127.0.0.1:{p}" for i, p in enumerate(hang_ports)]
+    mirrors += [f"refused{i}.example,http://127.0.0.1:{p}" for i, p in enumerate(refused)]
+    times = []
+    for t in range(trials):
+        hosts = os.path.join(work, f"h{t}")
+        path = os.path.join(hosts, "live.example", "hosts.toml")
+        began = time.time()
+        agent = subprocess.Popen([AGENT, "apply", "--hosts-dir", hosts, "--deadline", "3s", *mirrors],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not os.path.exists(path):
+            time.sleep(0.002)
+        times.append(os.stat(path).st_mtime_ns / 1e9 - began)
+        agent.terminate()
+        agent.wait()
+    hang.terminate(); ok.terminate(); hang.wait(); ok.wait()
+    shutil.rmtree(work)
+    return times
+
+
+def cpu_of(cmd, env=None):
+    """(user+sys CPU seconds, peak RSS in KiB) of one run of cmd, children included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} exited {proc.returncode}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, after.ru_maxrss
+
+
+def peak_rss_kib(cmd):
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    return int(out.stderr.strip().splitlines()[-1])
+
+
+def footprint(runs):
+    """One apply with 10 reachable registries: CPU and peak RSS; the same job done by bash + curl."""
+    work = tempfile.mkdtemp(prefix="ccr-bench-")
+    ok_file = os.path.join(work, "ok")
+    ok = start("ok", 10, ok_file)
+    ports = wait_file(ok_file).split()
+    mirrors = [f"registry{i}.example,http://127.0.0.1:{p}" for i, p in enumerate(ports)]
+    ours_cpu, rss = [], []
+    for r in range(runs):
+        hosts = os.path.join(work, f"ours{r}")
+        cmd = [AGENT, "apply", "--hosts-dir", hosts, *mirrors]
+        ours_cpu.append(cpu_of(cmd)[0])
+        rss.append(peak_rss_kib([AGENT, "apply", "--hosts-dir", hosts + "b", *mirrors]))
+    shell_cpu = []
+    script = os.path.join(HERE, "apply-with-curl.sh")
+    for r in range(runs):
+        hosts = os.path.join(work, f"shell{r}")
+        shell_cpu.append(cpu_of(["bash", script, hosts, *mirrors])[0])
+    ok.terminate(); ok.wait()
+    shutil.rmtree(work)
+    return ours_cpu, rss, shell_cpu
+
+
+def main():
+    trials = 10
+    print(f"agent: {AGENT}")
+    print(f"binary size: {os.path.getsize(AGENT) / 1e6:.1f} MB")
+    downtimes = [0.5, 5] if QUICK else [0.5, 5, 60]
+    for d in downtimes:
+        print(f"detection latency, mirror down {d}s after start: {summary(detection(d, trials))}", flush=True)
+    print(f"isolation (1 live + 20 hanging + 20 refusing), start to live file: {summary(isolation(trials))}",
+          flush=True)
+    ours, rss, shell = footprint(10)
+    print(f"apply, 10 reachable registries: CPU median {statistics.median(ours) * 1000:.1f} ms "
+          f"(min {min(ours) * 1000:.1f}, max {max(ours) * 1000:.1f}); peak RSS median "
+          f"{statistics.median(rss) / 1024:.1f} MB (max {max(rss) / 1024:.1f})")
+    print(f"same job in bash + curl:        CPU median {statistics.median(shell) * 1000:.1f} ms "
+          f"(min {min(shell) * 1000:.1f}, max {max(shell) * 1000:.1f})")
+
+
+if __name__ == "__main__":
+    main()

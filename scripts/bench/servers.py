@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Loopback stand-ins for registry mirrors, for the benchmarks (stdlib only).
+
+  servers.py late DELAY PORT STAMPFILE   bind after DELAY seconds, write the time.time() of listen() to
+                                         STAMPFILE, then answer every request with HTTP 200
+  servers.py hang N PORTFILE             N listeners that accept and never answer; ports to PORTFILE
+  servers.py ok N PORTFILE               N listeners answering HTTP 200; ports to PORTFILE
+Every server binds 127.0.0.1 only and exits on SIGTERM.
+"""
+import socket, sys, threading, time, selectors
+
+
+def answer_forever(listeners, respond):
+    sel = selectors.DefaultSelector()
+    held = []
+    for s in listeners:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, "listen")
+    while True:
+        for key, _ in sel.select():
+            if key.data == "listen":
+                try:
+                    conn, _ = key.fileobj.accept()
+                except BlockingIOError:
+                    continue
+                if respond:
+                    conn.setblocking(True)
+                    conn.settimeout(2)
+                    try:
+                        conn.recv(65536)
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                     b"Docker-Distribution-Api-Version: registry/2.0\r\n"
+                                     b"Connection: close\r\n\r\n{}")
+                    except OSError:
+                        pass
+                    conn.close()
+                else:
+                    held.append(conn)  # accept and say nothing
+
+
+def listeners(n, port=0):
+    out = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(512)
+        out.append(s)
+    return out
+
+
+def main():
+    mode = sys.argv[1]
+    if mode == "late":
+        delay, port, stamp = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+        time.sleep(delay)
+        ls = listeners(1, port)
+        with open(stamp, "w") as f:
+            f.write(repr(time.time()))
+        answer_forever(ls, True)
+    else:
+        n, portfile = int(sys.argv[2]), sys.argv[3]
+        ls = listeners(n)
+        with open(portfile + ".tmp", "w") as f:
+            f.write("\n".join(str(s.getsockname()[1]) for s in ls))
+        import os
+        os.rename(portfile + ".tmp", portfile)
+        answer_forever(ls, mode == "ok")
+
+
+if __name__ == "__main__":
+    main()
