@@ -98,10 +98,10 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
                 try call("set mode of", dirPath) { fchmod(fd.raw, 0o755) }
                 try call("sync", root) { fsync(rootFD.raw) }
             case .writeRecord(let record):
-                try atomicWrite(try dir(), OwnershipRecord.fileName, record.serialized, dirPath: dirPath)
+                try AtomicFile.replace(in: try dir(), OwnershipRecord.fileName, record.serialized, dirPath: dirPath)
             case .write(let content):
                 try removeStaleTemporaries(try dir(), dirPath: dirPath)
-                try atomicWrite(try dir(), HostsFile.fileName, content, dirPath: dirPath)
+                try AtomicFile.replace(in: try dir(), HostsFile.fileName, content, dirPath: dirPath)
             case .backUpForeign:
                 try renameNoReplace(try dir(), HostsFile.fileName, HostsFile.backupName, dirPath: dirPath)
             case .restoreBackup:
@@ -202,41 +202,6 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Temp file in the same directory, fsync, rename over the target, fsync the directory: a crash at
-    /// any point leaves the old file or the new one.
-    private func atomicWrite(_ dir: FileDescriptor, _ name: String, _ content: String, dirPath: String) throws(StoreError) {
-        let temporary = ".\(name).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
-        let path = "\(dirPath)/\(name)"
-        let raw = openat(dir.raw, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        guard raw >= 0 else { throw StoreError(operation: "write", path: path, reason: String(cString: strerror(errno))) }
-        do {
-            let fd = FileDescriptor(raw)
-            try call("write", path) { fchmod(fd.raw, 0o644) }
-            var bytes = Array(content.utf8)
-            var offset = 0
-            while offset < bytes.count {
-                let n: Int
-                do {
-                    n = try retryingEINTR("write") {
-                        bytes.withUnsafeMutableBytes { write(fd.raw, $0.baseAddress! + offset, $0.count - offset) }
-                    }
-                } catch {
-                    throw StoreError(operation: "write", path: path, reason: error.reason)
-                }
-                offset += n
-            }
-            try call("sync", path) { fsync(fd.raw) }
-            try call("replace", path) { renameat(dir.raw, temporary, dir.raw, name) }
-        } catch let error as StoreError {
-            unlinkat(dir.raw, temporary, 0)
-            throw error
-        } catch {
-            unlinkat(dir.raw, temporary, 0)
-            throw StoreError(operation: "write", path: path, reason: "\(error)")
-        }
-        try call("sync", dirPath) { fsync(dir.raw) }
-    }
-
     /// Leftovers of a run killed between creating its temp file and renaming it.
     private func removeStaleTemporaries(_ dir: FileDescriptor, dirPath: String) throws(StoreError) {
         let prefix = ".\(HostsFile.fileName)."
@@ -269,11 +234,4 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         return names
     }
 
-    private func call(_ operation: String, _ path: String, _ body: () throws(StoreError) -> Int32) throws(StoreError) {
-        while true {
-            if try body() == 0 { return }
-            if errno == EINTR { continue }
-            throw StoreError(operation: operation, path: path, reason: String(cString: strerror(errno)))
-        }
-    }
 }

@@ -1,10 +1,11 @@
 import CSystemd
 import Dispatch
 import Glibc
+import Logging
 import RegistryMirrorCore
 
 /// sd_notify messages to systemd. Every call is a no-op when `NOTIFY_SOCKET` is unset.
-public struct SystemdNotifier: StatusReporter {
+public struct SystemdNotifier: ServiceNotifier {
     public init() {}
 
     public func status(_ text: String) { send("STATUS=\(text.replacingNewlines())") }
@@ -23,8 +24,9 @@ extension String {
     }
 }
 
-/// SIGTERM and SIGINT as an async stream: the handler only yields; the program decides what stopping means.
-public enum StopSignals {
+/// Signals as an async stream (SIGTERM and SIGINT by default): the handler only yields; the program
+/// decides what stopping or reloading means.
+public enum Signals {
     public static func stream(_ signals: [Int32] = [SIGTERM, SIGINT]) -> AsyncStream<Void> {
         AsyncStream { continuation in
             let sources = signals.map { number -> any DispatchSourceSignal in
@@ -44,4 +46,39 @@ public enum StopSignals {
         init(_ sources: [any DispatchSourceSignal]) { self.sources = sources }
         func cancelAll() { sources.forEach { $0.cancel() } }
     }
+}
+
+extension SystemdNotifier {
+    /// Half of `WATCHDOG_USEC` when the service manager wants keep-alives, else nil.
+    public static func watchdogInterval(environment: [String: String]) -> Duration? {
+        guard let text = environment["WATCHDOG_USEC"], let usec = Int64(text), usec > 0 else { return nil }
+        if let pid = environment["WATCHDOG_PID"], let n = Int32(pid), n != getpid() { return nil }
+        return .microseconds(usec / 2)
+    }
+}
+
+/// Watch mode's metrics, replaced atomically (without fsync: they are rewritten every few seconds).
+public struct MetricsFile: MetricsSink {
+    public let path: String
+    let logger: Logger
+
+    public init(path: String, logger: Logger) {
+        self.path = path
+        self.logger = logger
+    }
+
+    public func write(_ text: String) {
+        do {
+            try AtomicFile.replace(path: path, content: text, sync: false)
+        } catch {
+            logger.warning("metrics: \(error)")
+        }
+    }
+}
+
+/// Seconds since the epoch.
+public func wallClockSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

@@ -53,7 +53,7 @@ struct Apply: AsyncParsableCommand {
         let applier = Applier(
             config: config, prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir), logger: logger,
             status: SystemdNotifier())
-        let report = await applier.run(stop: StopSignals.stream())
+        let report = await applier.run(stop: Signals.stream())
         if report.exitStatus != .ok { throw ExitCode(report.exitStatus.rawValue) }
     }
 }

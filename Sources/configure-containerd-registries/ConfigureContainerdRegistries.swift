@@ -20,7 +20,7 @@ struct ConfigureContainerdRegistries: AsyncParsableCommand {
             waiting; 73 cannot write under the hosts directory; 75 interrupted; 78 invalid config file.
             """,
         version: AgentVersion.current,
-        subcommands: [Apply.self, Plan.self, Check.self, Remove.self],
+        subcommands: [Apply.self, Plan.self, Check.self, Watch.self, Remove.self],
         defaultSubcommand: Apply.self
     )
 }

@@ -1,0 +1,61 @@
+/// Watch mode's view of one mirror host: hysteresis on probe results, and when to probe next.
+///
+/// A host's first result decides at once (as apply does). After that it leaves the file after
+/// `failure_threshold` consecutive failures and comes back after `success_threshold` consecutive
+/// successes. While a host is suspect (a failure while in the file, a success while out) it is
+/// probed on the fast backoff schedule instead of waiting a whole `watch_interval`.
+public struct HostTracker: Sendable, Equatable {
+    /// Whether the host belongs in hosts.toml; nil until its first result.
+    public private(set) var inFile: Bool?
+    public private(set) var consecutiveFailures = 0
+    public private(set) var consecutiveSuccesses = 0
+    /// Times the host went in or out of the file after its first result.
+    public private(set) var transitions = 0
+    public private(set) var last: ProbeResult?
+    public private(set) var probes = 0
+
+    public init() {}
+
+    /// Records a result; returns true when `inFile` changed.
+    public mutating func record(_ result: ProbeResult, settings: ProbeSettings) -> Bool {
+        probes += 1
+        last = result
+        if result.isUp {
+            consecutiveSuccesses += 1
+            consecutiveFailures = 0
+        } else {
+            consecutiveFailures += 1
+            consecutiveSuccesses = 0
+        }
+        switch inFile {
+        case nil:
+            inFile = result.isUp
+            return true
+        case true? where consecutiveFailures >= settings.failureThreshold:
+            inFile = false
+            transitions += 1
+            return true
+        case false? where consecutiveSuccesses >= settings.successThreshold:
+            inFile = true
+            transitions += 1
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// A result that disagrees with where the host stands: it may be about to move.
+    public var isSuspect: Bool {
+        (inFile == true && consecutiveFailures > 0) || (inFile == false && consecutiveSuccesses > 0)
+    }
+
+    /// The wait before the next probe. `unit` is a uniform random number in 0...1 (jitter).
+    public func nextDelay(settings: ProbeSettings, unit: Double) -> Duration {
+        if isSuspect {
+            let streak = max(consecutiveFailures, consecutiveSuccesses)
+            return Backoff(settings).delay(attempt: streak, unit: unit)
+        }
+        // ±20% so a fleet of nodes started together does not probe a cache in lockstep.
+        return settings.watchInterval.duration * (0.8 + 0.4 * min(max(unit, 0), 1))
+    }
+}

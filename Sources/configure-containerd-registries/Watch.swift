@@ -1,0 +1,64 @@
+import ArgumentParser
+import Glibc
+import Logging
+import RegistryMirrorCore
+import RegistryMirrorSystem
+
+struct Watch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Keep hosts.toml true: take dead mirrors out within seconds, put them back when they recover.",
+        discussion: """
+            Starts with a pass like apply (every mirror probed once; files written for the ones up), then \
+            probes every mirror every watch_interval (±20% jitter, so a fleet does not probe a cache in \
+            lockstep). A mirror that fails once is suspect and is re-probed on the fast backoff schedule; \
+            after failure_threshold consecutive failures it leaves its hosts.toml, and after \
+            success_threshold consecutive successes it comes back. A registry with no mirror in has its \
+            file removed (containerd then pulls from the upstream) until one recovers.
+
+            Signals: SIGHUP reloads the config (an invalid one is reported and the running one kept); \
+            SIGTERM/SIGINT end cleanly with exit 0, leaving the files as they are.
+            systemd: READY=1 after the first pass, STATUS= on every change, WATCHDOG=1 when WATCHDOG_USEC \
+            is set, STOPPING=1.
+
+            Examples:
+              configure-containerd-registries watch
+              configure-containerd-registries watch --metrics-file /var/lib/node_exporter/textfile/containerd_registries.prom
+            """
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(
+        name: .customLong("metrics-file"),
+        help: ArgumentHelp(
+            "Write Prometheus text metrics here (node_exporter textfile collector), replaced atomically.",
+            valueName: "path"))
+    var metricsFile: String?
+
+    @Argument(help: ArgumentHelp("Mirrors as UPSTREAM,ENDPOINT[,SERVER], added to the config.", valueName: "mirror"))
+    var mirrors: [String] = []
+
+    func run() async throws {
+        let logger = common.makeLogger()
+        let config = try common.loadConfig(mirrors: mirrors, logger: logger)
+        let common = self.common
+        let mirrors = self.mirrors
+        let watcher = Watcher(
+            config: config, prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir),
+            notifier: SystemdNotifier(), metrics: metricsFile.map { MetricsFile(path: $0, logger: logger) }, logger: logger,
+            watchdogInterval: SystemdNotifier.watchdogInterval(environment: Environment.all),
+            wallClock: wallClockSeconds,
+            reloadConfig: {
+                do throws(CommonOptions.LoadFailure) {
+                    var reloaded = try common.load(mirrors: mirrors)
+                    // The hosts directory cannot move under a running watcher: keep the one it started with.
+                    reloaded.hostsDir = config.hostsDir
+                    return .success(reloaded)
+                } catch {
+                    return .failure(Watcher.ReloadError(lines: error.lines))
+                }
+            })
+        let status = await watcher.run(stop: Signals.stream(), hangup: Signals.stream([SIGHUP]))
+        if status != ExitStatus.ok { throw ExitCode(status.rawValue) }
+    }
+}
