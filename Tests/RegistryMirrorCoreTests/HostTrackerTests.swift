@@ -1,0 +1,112 @@
+import Testing
+
+@testable import RegistryMirrorCore
+
+@Suite("Watch hysteresis")
+struct HostTrackerTests {
+    static let up = ProbeResult(state: .up, reason: "HTTP 200")
+    static let down = ProbeResult(state: .down, reason: "connection refused")
+
+    /// Feeds results and returns inFile after each.
+    func run(_ results: [ProbeResult], failure: Int = 3, success: Int = 2) -> [Bool?] {
+        var settings = ProbeSettings()
+        settings.failureThreshold = failure
+        settings.successThreshold = success
+        var tracker = HostTracker()
+        return results.map { _ = tracker.record($0, settings: settings); return tracker.inFile }
+    }
+
+    @Test("the first result decides at once, as apply does")
+    func firstResult() {
+        #expect(run([Self.up]) == [true])
+        #expect(run([Self.down]) == [false])
+    }
+
+    @Test("out only after failure_threshold consecutive failures")
+    func failureThreshold() {
+        #expect(run([Self.up, Self.down, Self.down, Self.down]) == [true, true, true, false])
+        // A success in between resets the count.
+        #expect(run([Self.up, Self.down, Self.down, Self.up, Self.down, Self.down]) == [true, true, true, true, true, true])
+        #expect(run([Self.up, Self.down], failure: 1) == [true, false])
+    }
+
+    @Test("back only after success_threshold consecutive successes")
+    func successThreshold() {
+        #expect(run([Self.down, Self.up, Self.up]) == [false, false, true])
+        #expect(run([Self.down, Self.up, Self.down, Self.up]) == [false, false, false, false])
+        #expect(run([Self.down, Self.up], success: 1) == [false, true])
+    }
+
+    @Test("a host flapping every probe never leaves or rejoins the file")
+    func flapping() {
+        let flaps = (0..<40).map { $0 % 2 == 0 ? Self.up : Self.down }
+        #expect(run(flaps).allSatisfy { $0 == true })
+        let downFirst = (0..<40).map { $0 % 2 == 0 ? Self.down : Self.up }
+        #expect(run(downFirst).allSatisfy { $0 == false })
+    }
+
+    @Test("transitions count moves after the first result only; record reports changes")
+    func transitions() {
+        var settings = ProbeSettings()
+        settings.failureThreshold = 2
+        settings.successThreshold = 1
+        var tracker = HostTracker()
+        var changes: [Bool] = []
+        for r in [Self.up, Self.down, Self.down, Self.up, Self.up] { changes.append(tracker.record(r, settings: settings)) }
+        #expect(changes == [true, false, true, true, false])
+        #expect(tracker.transitions == 2)
+        #expect(tracker.probes == 5)
+        #expect(tracker.consecutiveSuccesses == 2)
+        #expect(tracker.consecutiveFailures == 0)
+    }
+
+    /// Equal within a microsecond: the jitter is computed in floating point.
+    func close(_ a: Duration, _ b: Duration) -> Bool { a - b < .microseconds(1) && b - a < .microseconds(1) }
+
+    @Test("a suspect host is probed on the fast schedule, a steady one every watch_interval ±20%")
+    func schedule() {
+        let settings = ProbeSettings()  // 200ms..1s backoff, 10s interval
+        var tracker = HostTracker()
+        _ = tracker.record(Self.up, settings: settings)
+        #expect(!tracker.isSuspect)
+        #expect(close(tracker.nextDelay(settings: settings, unit: 0), .seconds(8)))
+        #expect(close(tracker.nextDelay(settings: settings, unit: 1), .seconds(12)))
+        _ = tracker.record(Self.down, settings: settings)
+        #expect(tracker.isSuspect)
+        #expect(tracker.nextDelay(settings: settings, unit: 1) == .milliseconds(200))
+        _ = tracker.record(Self.down, settings: settings)
+        #expect(tracker.nextDelay(settings: settings, unit: 1) == .milliseconds(400))
+        _ = tracker.record(Self.down, settings: settings)
+        // Out of the file now: steady again, back to the normal interval.
+        #expect(tracker.inFile == false)
+        #expect(!tracker.isSuspect)
+        #expect(close(tracker.nextDelay(settings: settings, unit: 0.5), .seconds(10)))
+        _ = tracker.record(Self.up, settings: settings)
+        #expect(tracker.isSuspect)
+        #expect(tracker.nextDelay(settings: settings, unit: 1) == .milliseconds(200))
+    }
+
+    @Test("metrics text has every family with HELP and TYPE, escaped labels, and the tracker's numbers")
+    func metrics() {
+        var settings = ProbeSettings()
+        settings.failureThreshold = 1
+        var tracker = HostTracker()
+        _ = tracker.record(ProbeResult(state: .up, reason: "HTTP 200", latency: .milliseconds(250)), settings: settings)
+        _ = tracker.record(Self.down, settings: settings)
+        let text = MetricsText.render(
+            hosts: [.init(upstream: "docker.io", url: "http://a\"b:5000", tracker: tracker)],
+            filesInPlace: [("docker.io", false)], timestamp: 1_700_000_000)
+        let p = MetricsText.prefix
+        #expect(text.contains("\(p)_mirror_up{upstream=\"docker.io\",host=\"http://a\\\"b:5000\"} 0\n"))
+        #expect(text.contains("\(p)_mirror_in_hosts_file{upstream=\"docker.io\",host=\"http://a\\\"b:5000\"} 0\n"))
+        #expect(text.contains("\(p)_mirror_consecutive_failures{upstream=\"docker.io\",host=\"http://a\\\"b:5000\"} 1\n"))
+        #expect(text.contains("\(p)_mirror_transitions_total{upstream=\"docker.io\",host=\"http://a\\\"b:5000\"} 1\n"))
+        #expect(text.contains("\(p)_mirror_probes_total{upstream=\"docker.io\",host=\"http://a\\\"b:5000\"} 2\n"))
+        #expect(text.contains("\(p)_registry_file_in_place{upstream=\"docker.io\"} 0\n"))
+        #expect(text.contains("\(p)_last_round_timestamp_seconds 1700000000\n"))
+        for family in ["mirror_up", "mirror_in_hosts_file", "mirror_probe_latency_seconds", "mirror_transitions_total"] {
+            #expect(text.contains("# HELP \(p)_\(family) "))
+            #expect(text.contains("# TYPE \(p)_\(family) "))
+        }
+    }
+}
