@@ -44,7 +44,8 @@ let package = Package(
         ),
         .testTarget(
             name: "RegistryMirrorCoreTests",
-            dependencies: ["RegistryMirrorCore", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["RegistryMirrorCore", .product(name: "TOMLKit", package: "TOMLKit")],
+            resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "RegistryMirrorSystemTests",

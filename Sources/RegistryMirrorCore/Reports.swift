@@ -44,6 +44,9 @@ public enum PlanText {
                 entry.registry == nil ? "would remove hosts.toml (upstream no longer configured)" : "would remove hosts.toml (no mirror is up)")
         }
         if entry.actions.contains(.restoreBackup) { lines.append("would restore \(HostsFile.backupName) to hosts.toml") }
+        if !wouldWrite, entry.actions.contains(where: { if case .writeRecord = $0 { true } else { false } }) {
+            lines.append("would write the ownership record \(OwnershipRecord.fileName) (hosts.toml itself unchanged)")
+        }
         if entry.actions.contains(.removeDirectory) { lines.append("would remove the directory if empty") }
         if lines.isEmpty {
             lines.append(entry.desired == nil && entry.current == nil ? "no file (no mirror is up), unchanged" : "unchanged")

@@ -5,12 +5,14 @@
                                          STAMPFILE, then answer every request with HTTP 200
   servers.py hang N PORTFILE             N listeners that accept and never answer; ports to PORTFILE
   servers.py ok N PORTFILE               N listeners answering HTTP 200; ports to PORTFILE
-Every server binds 127.0.0.1 only and exits on SIGTERM.
+  servers.py serve ok|hang ADDR PORT [LOG]  one listener on a loopback ADDR:PORT; with LOG, the
+                                         time.time() of every accepted connection is appended to it
+Every server binds loopback only and exits on SIGTERM.
 """
 import socket, sys, threading, time, selectors
 
 
-def answer_forever(listeners, respond):
+def answer_forever(listeners, respond, log=None):
     sel = selectors.DefaultSelector()
     held = []
     for s in listeners:
@@ -23,6 +25,9 @@ def answer_forever(listeners, respond):
                     conn, _ = key.fileobj.accept()
                 except BlockingIOError:
                     continue
+                if log is not None:
+                    log.write(f"{time.time():.6f}\n")
+                    log.flush()
                 if respond:
                     conn.setblocking(True)
                     conn.settimeout(2)
@@ -38,12 +43,14 @@ def answer_forever(listeners, respond):
                     held.append(conn)  # accept and say nothing
 
 
-def listeners(n, port=0):
+def listeners(n, port=0, addr="127.0.0.1"):
+    if not addr.startswith("127.") and addr != "::1":
+        raise SystemExit(f"refusing to bind {addr}: loopback only")
     out = []
     for _ in range(n):
-        s = socket.socket()
+        s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
+        s.bind((addr, port))
         s.listen(512)
         out.append(s)
     return out
@@ -58,6 +65,10 @@ def main():
         with open(stamp, "w") as f:
             f.write(repr(time.time()))
         answer_forever(ls, True)
+    elif mode == "serve":
+        kind, addr, port = sys.argv[2], sys.argv[3], int(sys.argv[4])
+        log = open(sys.argv[5], "a") if len(sys.argv) > 5 else None
+        answer_forever(listeners(1, port, addr), kind == "ok", log)
     else:
         n, portfile = int(sys.argv[2]), sys.argv[3]
         ls = listeners(n)
