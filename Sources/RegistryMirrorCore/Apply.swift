@@ -145,7 +145,7 @@ public struct Applier: Sendable {
         log[metadataKey: LogKey.reason] = "\(result.reason)"
 
         if result.isUp {
-            let after = attempt > 1 ? " after \(attempt) attempts (last failure: \(previous?.last.reason ?? "?"))" : ""
+            let after = attempt > 1 ? " after \(Self.attempts(attempt)) (last failure: \(previous?.last.reason ?? "?"))" : ""
             log.notice("mirror up: \(result.reason) in \(Self.milliseconds(result.latency))\(after)")
             if !state.failed[ri] {
                 let up = registry.hosts.indices.filter { state.hosts[ri][$0]?.last.isUp == true }.map { registry.hosts[$0] }
@@ -223,7 +223,7 @@ public struct Applier: Sendable {
                 for (hi, host) in registry.hosts.enumerated() {
                     let progress = state.hosts[ri][hi]
                     logger.warning(
-                        "mirror still down after \(progress?.attempts ?? 0) attempts: \(progress?.last.reason ?? "not probed yet")",
+                        "mirror still down after \(Self.attempts(progress?.attempts ?? 0)): \(progress?.last.reason ?? "not probed yet")",
                         metadata: [
                             LogKey.upstream: "\(registry.upstream)", LogKey.host: "\(host.url)", LogKey.result: "down",
                             LogKey.attempts: "\(progress?.attempts ?? 0)",
@@ -242,6 +242,8 @@ public struct Applier: Sendable {
         status.status(summary)
         return report
     }
+
+    static func attempts(_ n: Int) -> String { n == 1 ? "1 attempt" : "\(n) attempts" }
 
     static func milliseconds(_ d: Duration) -> String {
         let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
@@ -270,9 +272,14 @@ struct ProgressState {
         staleChecked = configured
     }
 
-    /// Every registry is configured or has failed for good. Mirrors of configured registries that are
-    /// still down are not waited for: watch adds them later.
-    var allSettled: Bool { zip(configured, failed).allSatisfy { $0 || $1 } }
+    /// Every registry has failed for good, or is configured and every one of its hosts has answered
+    /// at least once (bounded by the probe timeout), so a file lists all the hosts that are up, not
+    /// only the quickest. Hosts still down after that are not waited for: watch adds them later.
+    var allSettled: Bool {
+        config.registries.indices.allSatisfy { ri in
+            failed[ri] || (configured[ri] && (!config.registries[ri].readinessProbe || hosts[ri].allSatisfy { $0 != nil }))
+        }
+    }
 
     var unsettledNames: [String] {
         config.registries.indices.filter { !configured[$0] && !failed[$0] }.map { config.registries[$0].upstream }

@@ -109,6 +109,7 @@ public struct StreamLineHandler: LogHandler {
 /// metadata key upper-cased as its own field (REGISTRY_UPSTREAM, REGISTRY_HOST, PROBE_RESULT, ...).
 public struct JournalLogHandler: LogHandler {
     public static let identifier = "configure-containerd-registries"
+    static let socketPath = "/run/systemd/journal/socket"
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
 
@@ -125,28 +126,50 @@ public struct JournalLogHandler: LogHandler {
         var fields = [
             "MESSAGE=\(event.message)", "PRIORITY=\(Self.priority(event.level))", "SYSLOG_IDENTIFIER=\(Self.identifier)",
         ]
-        for (key, value) in merged {
-            let name = key.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }
-            fields.append("\(String(name))=\(value)")
+        for key in merged.keys.sorted() {
+            fields.append("\(Self.fieldName(key))=\(merged[key]!)")
         }
-        Self.send(fields)
+        // sd_journal_sendv succeeds silently when journald's socket is missing: check it, so that
+        // `--log-format journal` without a journal still shows every line (as text on stderr).
+        if access(Self.socketPath, F_OK) != 0 || Self.send(fields) < 0 {
+            fallback.log(event: event)
+        }
     }
 
-    static func send(_ fields: [String]) {
-        var buffers = fields.map { Array($0.utf8) }
+    private var fallback: StreamLineHandler {
+        var handler = StreamLineHandler(style: .text, level: logLevel)
+        handler.metadata = metadata
+        return handler
+    }
+
+    /// A journal field name: upper case letters, digits and underscores, not starting with an
+    /// underscore or a digit (those are reserved or invalid), at most 64 characters.
+    static func fieldName(_ key: String) -> String {
+        var name = String(key.uppercased().map { ($0.isASCII && ($0.isLetter || $0.isNumber)) ? $0 : "_" })
+        while name.first == "_" || name.first?.isNumber == true { name.removeFirst() }
+        if name.isEmpty { name = "FIELD" }
+        return String(name.prefix(64))
+    }
+
+    /// Sends one entry with `sd_journal_sendv`; every field is `NAME=value` (values may hold newlines
+    /// or any bytes). Returns its result: 0, or a negative errno.
+    @discardableResult
+    static func send(_ fields: [String]) -> Int32 {
+        let bytes = fields.map { Array($0.utf8) }
+        let total = bytes.reduce(0) { $0 + $1.count }
+        // One contiguous buffer for all fields; the iovecs point into it.
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(total, 1), alignment: 1)
+        defer { storage.deallocate() }
         var vectors: [iovec] = []
-        vectors.reserveCapacity(buffers.count)
-        func build(_ index: Int) {
-            if index == buffers.count {
-                _ = sd_journal_sendv(vectors, Int32(vectors.count))
-                return
-            }
-            buffers[index].withUnsafeMutableBytes { raw in
-                vectors.append(iovec(iov_base: raw.baseAddress, iov_len: raw.count))
-                build(index + 1)
-            }
+        vectors.reserveCapacity(bytes.count)
+        var offset = 0
+        for field in bytes {
+            let start = storage.baseAddress! + offset
+            field.withUnsafeBytes { start.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            vectors.append(iovec(iov_base: start, iov_len: field.count))
+            offset += field.count
         }
-        build(0)
+        return vectors.withUnsafeBufferPointer { sd_journal_sendv($0.baseAddress, Int32($0.count)) }
     }
 
     /// syslog priorities: notice is 5, our "something changed" level.

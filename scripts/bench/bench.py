@@ -143,7 +143,52 @@ def footprint(runs):
     return ours_cpu, rss, shell_cpu
 
 
+def plan_and_check(runs):
+    """plan and check wall time with 10 registries of which 3 are dead cluster IPs (packets dropped by
+    an iptables rule in a network namespace this function creates and deletes)."""
+    ns = f"ccr-bench-{os.getpid()}"
+    work = tempfile.mkdtemp(prefix="ccr-bench-")
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    inns = ["ip", "netns", "exec", ns]
+    server = None
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", ns, "addr", "add", "127.0.0.99/8", "dev", "lo"], check=True)
+        subprocess.run(inns + ["iptables", "-w", "-I", "INPUT", "-d", "127.0.0.99", "-j", "DROP"], check=True)
+        ok_file = os.path.join(work, "ok")
+        server = subprocess.Popen(inns + [sys.executable, SERVERS, "ok", "7", ok_file])
+        ports = wait_file(ok_file).split()
+        mirrors = [f"live{i}.example,http://127.0.0.1:{p}" for i, p in enumerate(ports)]
+        mirrors += [f"dead{i}.example,http://127.0.0.99:{5000 + i}" for i in range(3)]
+        hosts = os.path.join(work, "certs.d")
+        subprocess.run(inns + [AGENT, "apply", "--hosts-dir", hosts, "--deadline", "3s", *mirrors],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        containerd = os.path.join(work, "containerd.toml")
+        with open(containerd, "w") as f:
+            f.write(f'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = "{hosts}"\n')
+        config = os.path.join(work, "config.toml")
+        with open(config, "w") as f:
+            f.write(f'containerd_config = "{containerd}"\n')
+        for name in ["plan", "check"]:
+            times = []
+            for _ in range(runs):
+                began = time.time()
+                proc = subprocess.run(inns + [AGENT, name, "--config", config, "--hosts-dir", hosts, *mirrors],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                times.append(time.time() - began)
+            print(f"{name}, 10 registries of which 3 dead (dropped packets), exit {proc.returncode}: "
+                  f"{summary(times)}", flush=True)
+    finally:
+        if server:
+            server.terminate(); server.wait()
+        subprocess.run(["ip", "netns", "del", ns])
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
+    if "--only-plan-check" in sys.argv:
+        plan_and_check(5)
+        return
     trials = 10
     print(f"agent: {AGENT}")
     print(f"binary size: {os.path.getsize(AGENT) / 1e6:.1f} MB")
@@ -152,6 +197,7 @@ def main():
         print(f"detection latency, mirror down {d}s after start: {summary(detection(d, trials))}", flush=True)
     print(f"isolation (1 live + 20 hanging + 20 refusing), start to live file: {summary(isolation(trials))}",
           flush=True)
+    plan_and_check(5)
     ours, rss, shell = footprint(10)
     print(f"apply, 10 reachable registries: CPU median {statistics.median(ours) * 1000:.1f} ms "
           f"(min {min(ours) * 1000:.1f}, max {max(ours) * 1000:.1f}); peak RSS median "
