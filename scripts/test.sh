@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: unit and integration tests (swift test), then the end-to-end suite with a real
-# containerd and real registries (scripts/e2e.sh). Installs what is missing first. Run as root.
+# Runs every test: unit and integration tests (swift test), the end-to-end suite with a real
+# containerd and real registries (scripts/e2e.sh), and the systemd proofs: unit verification, a real
+# journald, and the units booted under systemd in a container (scripts/systemd-test.sh).
+# Installs what is missing first. Run as root. SKIP_E2E=1 / SKIP_SYSTEMD=1 skip those parts.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$(repo_root)"
@@ -30,8 +32,14 @@ if [ -f scripts/e2e.sh ] && [ "${SKIP_E2E:-0}" != 1 ]; then
     AGENT_BIN="$PWD/.build/debug/configure-containerd-registries" bash scripts/e2e.sh || e2e_status=$?
 fi
 
-if [ "$swift_status" -ne 0 ] || [ "$e2e_status" -ne 0 ]; then
-    echo "FAILED: swift test status $swift_status, e2e status $e2e_status" >&2
+systemd_status=0
+if [ "${SKIP_SYSTEMD:-0}" != 1 ]; then
+    echo "== systemd: units, journald, sd_notify, a real systemd in a container"
+    bash scripts/systemd-test.sh || systemd_status=$?
+fi
+
+if [ "$swift_status" -ne 0 ] || [ "$e2e_status" -ne 0 ] || [ "$systemd_status" -ne 0 ]; then
+    echo "FAILED: swift test status $swift_status, e2e status $e2e_status, systemd status $systemd_status" >&2
     exit 1
 fi
 echo "all tests passed"
