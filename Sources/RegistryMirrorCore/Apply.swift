@@ -113,6 +113,8 @@ public struct Applier: Sendable {
             group.cancelAll()
             sink.finish()
         }
+        // Cancelled from outside (the task, not a signal): stopped before done, like an interrupt.
+        if Task.isCancelled && !report.deadlineReached && !state.allSettled { report.interrupted = true }
         return finish(report, state: state, started: started)
     }
 

@@ -108,10 +108,12 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
                 try renameNoReplace(try dir(), HostsFile.backupName, HostsFile.fileName, dirPath: dirPath)
             case .removeManaged:
                 let fd = try dir()
+                try removeStaleTemporaries(fd, dirPath: dirPath)
                 try call("remove", "\(dirPath)/\(HostsFile.fileName)") { unlinkat(fd.raw, HostsFile.fileName, 0) }
                 try call("sync", dirPath) { fsync(fd.raw) }
             case .removeRecord:
                 let fd = try dir()
+                try removeStaleTemporaries(fd, dirPath: dirPath)
                 try call("remove", "\(dirPath)/\(OwnershipRecord.fileName)") { unlinkat(fd.raw, OwnershipRecord.fileName, 0) }
                 try call("sync", dirPath) { fsync(fd.raw) }
             case .removeDirectory:
@@ -202,10 +204,12 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Leftovers of a run killed between creating its temp file and renaming it.
+    /// Leftovers of a run killed between creating a temp file and renaming it (hosts.toml or the
+    /// ownership record); safe to delete because the lock keeps other writers out.
     private func removeStaleTemporaries(_ dir: FileDescriptor, dirPath: String) throws(StoreError) {
-        let prefix = ".\(HostsFile.fileName)."
-        for name in try listDirectory(dir, path: dirPath) where name.hasPrefix(prefix) && name.hasSuffix(".tmp") {
+        let prefixes = [".\(HostsFile.fileName).", ".\(OwnershipRecord.fileName)."]
+        for name in try listDirectory(dir, path: dirPath)
+        where name.hasSuffix(".tmp") && prefixes.contains(where: { name.hasPrefix($0) }) {
             unlinkat(dir.raw, name, 0)
         }
     }

@@ -47,13 +47,15 @@ struct Apply: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Handlers first: a SIGTERM during start-up must give 75, not kill the process.
+        let stop = Signals.stream()
         let logger = common.makeLogger()
         var config = try common.loadConfig(mirrors: mirrors, logger: logger)
         if let deadline { config.probe.deadline = try parseDurationOption(deadline, name: "--deadline") }
         let applier = Applier(
             config: config, prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir), logger: logger,
             status: SystemdNotifier())
-        let report = await applier.run(stop: Signals.stream())
+        let report = await applier.run(stop: stop)
         if report.exitStatus != .ok { throw ExitCode(report.exitStatus.rawValue) }
     }
 }
@@ -76,11 +78,11 @@ struct Remove: AsyncParsableCommand {
 
     func run() async throws {
         let logger = common.makeLogger()
+        // The config only tells where hosts_dir is. A config that was asked for (--config) or exists at
+        // the default path must be valid: cleaning the wrong directory would be worse than stopping.
         var hostsDir = common.hostsDir ?? AgentConfig.defaultHostsDir
-        if common.hostsDir == nil, let text = try? ConfigFile.read(common.config ?? AgentConfig.defaultPath),
-            let config = try? ConfigLoader.load(toml: text, path: common.config ?? AgentConfig.defaultPath)
-        {
-            hostsDir = config.hostsDir
+        if common.hostsDir == nil, common.config != nil || ConfigFile.exists(AgentConfig.defaultPath) {
+            hostsDir = try common.loadConfig(mirrors: [], logger: logger).hostsDir
         }
         let reconciler = HostsReconciler(store: FileHostsStore(root: hostsDir), logger: logger)
         if !reconciler.removeEverything().isEmpty { throw ExitCode(ExitStatus.cannotWrite.rawValue) }
