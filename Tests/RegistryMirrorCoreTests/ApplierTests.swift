@@ -146,14 +146,14 @@ struct ApplierTests {
         let prober = ScriptedProber(["http://live:1": [(.zero, Self.up)], "http://dead:1": [(.zero, Self.refused)]])
         let store = MemoryStore()
         let report = await Applier(
-            config: config([live, dead], deadline: .milliseconds(300)), prober: prober, store: store, logger: Self.logger
+            config: config([live, dead], deadline: .seconds(1)), prober: prober, store: store, logger: Self.logger
         ).run()
         #expect(report.exitStatus == .deadlineReached)
         #expect(report.deadlineReached)
         #expect(report.waiting == ["quay.io"])
         #expect(store.content("docker.io") != nil)
         #expect(store.content("quay.io") == nil)
-        #expect(prober.count("http://dead:1") > 2)  // it kept retrying until the deadline
+        #expect(prober.count("http://dead:1") > 1)  // it kept retrying until the deadline
     }
 
     @Test("a stop request ends apply with 75")

@@ -20,6 +20,6 @@ ensure_packages() {
 # The packages the agent needs to build and run.
 BUILD_PACKAGES=(libcurl4-openssl-dev libsystemd-dev pkg-config)
 # The real parts the tests run against.
-TEST_PACKAGES=(docker-registry containerd skopeo iptables iproute2 openssl python3 curl)
+TEST_PACKAGES=(docker-registry containerd skopeo iptables iproute2 openssl python3 curl prometheus)
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
