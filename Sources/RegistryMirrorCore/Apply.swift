@@ -196,23 +196,8 @@ public struct Applier: Sendable {
 
     /// Step 4 of apply, done first: files of upstreams that left the config may name dead mirrors.
     private func removeUnconfigured(_ report: inout ApplyReport) {
-        let configured = Set(config.registries.map(\.upstream))
-        let ours: [String]
-        do {
-            ours = try reconciler.store.upstreamsWithOurFiles()
-        } catch {
-            logger.error("\(error)")
-            report.failed[reconciler.store.root] = error.description
-            return
-        }
-        for upstream in ours where !configured.contains(upstream) {
-            do {
-                try reconciler.reconcile(upstream: upstream, desired: nil, configured: false)
-            } catch {
-                logger.error("\(error)", metadata: [LogKey.upstream: "\(upstream)"])
-                report.failed[upstream] = error.description
-            }
-        }
+        let failures = reconciler.removeUpstreams(notIn: Set(config.registries.map(\.upstream)))
+        report.failed.merge(failures) { $1 }
     }
 
     private func finish(_ report: ApplyReport, state: ProgressState, started: ContinuousClock.Instant) -> ApplyReport {

@@ -111,12 +111,14 @@ public enum LogKey {
 }
 
 extension HostsReconciler {
-    /// `remove`: every file of ours goes, backups come back, directories we created go when empty.
-    /// - Returns: upstream to error, for those that could not be cleaned; empty when all went well.
-    public func removeEverything() -> [String: String] {
+    /// Everything of ours for upstreams not in `configured` goes: our file, the ownership record, the
+    /// directory if we created it; a backed-up foreign file comes back. `remove` passes an empty set.
+    /// - Returns: upstream (or hosts_dir) to error, for what could not be cleaned; empty when all went well.
+    @discardableResult
+    public func removeUpstreams(notIn configured: Set<String>) -> [String: String] {
         let upstreams: [String]
         do {
-            upstreams = try store.upstreamsWithOurFiles()
+            upstreams = try store.upstreamsWithOurFiles().filter { !configured.contains($0) }
         } catch {
             logger.error("\(error)")
             return [store.root: error.description]
@@ -130,7 +132,13 @@ extension HostsReconciler {
                 failures[upstream] = error.description
             }
         }
-        logger.notice("remove done: \(upstreams.count - failures.count)/\(upstreams.count) upstream directories cleaned")
+        return failures
+    }
+
+    /// `remove`: every file of ours goes, backups come back, directories we created go when empty.
+    public func removeEverything() -> [String: String] {
+        let failures = removeUpstreams(notIn: [])
+        logger.notice("remove done\(failures.isEmpty ? "" : " with \(failures.count) failures")")
         return failures
     }
 }

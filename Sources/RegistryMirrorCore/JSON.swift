@@ -1,20 +1,6 @@
-/// Minimal JSON string encoding for log lines and `--output json`.
+/// JSON string encoding for log lines and `check --output json`.
 public enum JSON {
-    public static func string(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    /// A JSON string literal. TOML basic strings and JSON strings escape alike (`\"`, `\\`, `\n`, `\t`,
+    /// `\r`, `\b`, `\f`, `\uXXXX` for other control characters), so both use one encoder.
+    public static func string(_ s: String) -> String { HostsFile.quote(s) }
 }

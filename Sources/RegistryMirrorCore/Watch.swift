@@ -102,7 +102,7 @@ public struct Watcher: Sendable {
                     }
                 }
             }
-            removeUnconfigured(state.config, previous: nil)
+            reconciler.removeUpstreams(notIn: Set(state.config.registries.map(\.upstream)))
             logger.notice("watch: probing \(state.hostCount) mirrors of \(state.config.registries.count) registries")
             startProbes()
 
@@ -219,26 +219,13 @@ public struct Watcher: Sendable {
             logger.error("config reload failed: keeping the running config")
             return false
         case .success(let config):
-            let old = state.config
             state.config = config
             let keys = Set(config.registries.flatMap { r in r.hosts.map { HostKey(upstream: r.upstream, url: $0.url) } })
             state.trackers = state.trackers.filter { keys.contains($0.key) }
-            removeUnconfigured(config, previous: old)
+            reconciler.removeUpstreams(notIn: Set(config.registries.map(\.upstream)))
             for ri in config.registries.indices { reconcile(ri, state: &state) }
             logger.notice("config reloaded: \(config.registries.count) registries, \(state.hostCount) mirrors")
             return true
-        }
-    }
-
-    private func removeUnconfigured(_ config: AgentConfig, previous: AgentConfig?) {
-        let configured = Set(config.registries.map(\.upstream))
-        let ours = (try? reconciler.store.upstreamsWithOurFiles()) ?? []
-        for upstream in ours where !configured.contains(upstream) {
-            do {
-                try reconciler.reconcile(upstream: upstream, desired: nil, configured: false)
-            } catch {
-                logger.error("\(error)", metadata: [LogKey.upstream: "\(upstream)"])
-            }
         }
     }
 

@@ -16,7 +16,9 @@ struct WatcherTests {
     static let up = ProbeResult(state: .up, reason: "HTTP 200")
     static let down = ProbeResult(state: .down, reason: "connection refused")
 
-    func run(_ registry: Registry, prober: ScriptedProber, store: MemoryStore, for duration: Duration,
+    /// Runs a watcher until `done` holds (or 30 s pass: a loaded machine may run the probes slowly),
+    /// calling `observe` every millisecond or so.
+    func run(_ registry: Registry, prober: ScriptedProber, store: MemoryStore, until done: @escaping @Sendable () -> Bool,
              observe: @escaping @Sendable () -> Void = {}) async {
         var config = AgentConfig()
         config.registries = [registry]
@@ -30,8 +32,8 @@ struct WatcherTests {
         let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
         let (hangup, _) = AsyncStream.makeStream(of: Void.self)
         let task = Task { await watcher.run(stop: stop, hangup: hangup) }
-        let end = ContinuousClock.now + duration
-        while ContinuousClock.now < end {
+        let end = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < end && !done() {
             observe()
             try? await Task.sleep(for: .milliseconds(1))
         }
@@ -46,7 +48,7 @@ struct WatcherTests {
         let prober = ScriptedProber(["http://flap:1": alternating])
         let store = MemoryStore()
         let sawMissing = Mutex(false)
-        await run(registry, prober: prober, store: store, for: .milliseconds(600)) {
+        await run(registry, prober: prober, store: store, until: { prober.count("http://flap:1") > 40 }) {
             if store.content("docker.io") == nil, prober.count("http://flap:1") > 1 { sawMissing.withLock { $0 = true } }
         }
         #expect(prober.count("http://flap:1") > 20)
@@ -63,7 +65,7 @@ struct WatcherTests {
         let store = MemoryStore()
         let removedEarly = Mutex(false)
         let written = Mutex(false)
-        await run(registry, prober: prober, store: store, for: .seconds(2)) {
+        await run(registry, prober: prober, store: store, until: { prober.count("http://edge:1") > pattern.count && store.content("quay.io") == nil }) {
             if store.content("quay.io") != nil { written.withLock { $0 = true } }
             if written.withLock({ $0 }), store.content("quay.io") == nil, prober.count("http://edge:1") < pattern.count - 1 {
                 removedEarly.withLock { $0 = true }
