@@ -3,14 +3,18 @@
 # cache that configure-containerd-registries configured.
 #
 #   sudo bash scripts/e2e.sh                 # default suite, well under 5 minutes
-#   sudo E2E_SLOW=1 bash scripts/e2e.sh      # + the ~30 s-per-request dead-mirror demonstration
+#   sudo E2E_SLOW=1 bash scripts/e2e.sh      # + the ~30 s-per-request dead-mirror and hanging-mirror demonstrations
+#   sudo E2E_ONLY="7 8" bash scripts/e2e.sh  # only some scenarios (the setup is always complete)
 #   sudo AGENT_BIN=/path/to/configure-containerd-registries bash scripts/e2e.sh
 #
 # Environment:
 #   AGENT_BIN  the agent binary (default: `swift build -c debug` in the repo root
 #              and .build/debug/configure-containerd-registries)
 #   E2E_SLOW=1 also pull with a hand-written hosts.toml that names the dead
-#              cluster IP (scenario 2), to show the cost the agent avoids
+#              cluster IP (scenario 2), and with watch's file left stale
+#              (naming the dead and then the hanging cache, scenario 8), to
+#              show the cost the agent avoids (several minutes more)
+#   E2E_ONLY   space-separated scenario numbers to run (default: all)
 #   E2E_KEEP=1 keep the temp dir (logs, configs, hosts files) after the run
 #
 # Everything runs inside a private network namespace (ccr-e2e-<pid>) on loopback
@@ -23,6 +27,9 @@
 #   127.0.0.21:5000  cache of B
 #   127.0.0.22:5000  cache of C
 #   127.0.0.23:5000  second cache of A (several-hosts variant)
+#   127.0.0.24:5000  third cache of A (scenario 7: made dead and healed with iptables)
+#   127.0.0.25:5000  second cache of B (scenario 8: made dead, healed, then replaced
+#                    by a hang server)
 #   127.0.0.30       dead cluster IP: iptables DROP inside the namespace
 #   127.0.0.40:5000  a "mirror" that accepts connections and never answers
 #   127.0.0.50:5443  TLS cache of A, certificate from a CA made at test time
@@ -54,6 +61,17 @@
 # mirror's log; 6 a hand-written hosts.toml goes to hosts.toml.orig and comes
 # back (when the upstream leaves the config, and with `remove` when the agent
 # has that subcommand; otherwise that half is skipped with a message).
+#
+# Scenarios of issues 5 and 6: 7 the operator tools against the real
+# containerd config: `check` is CRITICAL while our file names a cache whose IP
+# went dead, WARNING once apply left it out, OK once it healed and apply put it
+# back, CRITICAL for a containerd config without config_path; `check --output
+# json`; `plan` with a foreign hosts.toml shows the backup and a diff and
+# changes nothing (the whole hosts dir, modes and mtimes, compared); 8 `watch`
+# with real containerd: the cache's IP goes dead (iptables DROP), comes back,
+# and then the cache hangs; the time until the file is fixed is measured (from
+# the fault and from the agent's first failed probe), pulls from then on are
+# fast; with E2E_SLOW=1 the same pulls with the stale file and no watcher.
 #
 # Output ends with the line "N passed, M failed" (one count per scenario);
 # the exit status is non-zero when any scenario failed.
@@ -198,7 +216,7 @@ setup_netns() {
     NS_INODE=$(stat -L -c %i "/run/netns/$NS")
     nsx ip link set lo up
     local a
-    for a in 10 11 12 20 21 22 23 30 40 50 51 60 61; do
+    for a in 10 11 12 20 21 22 23 24 25 30 40 50 51 60 61; do
         nsx ip addr add "127.0.0.$a/8" dev lo
     done
     # the dead cluster IP: SYNs vanish, so a dial hangs until its own timeout
@@ -496,14 +514,15 @@ show_agent_output() { cat "$T/logs/agent-$1.out" "$T/logs/agent-$1.err" 2>/dev/n
 
 # ctr_pull NAMESPACE REF: a pull as `ctr` does it (fetching in the client), in
 # a containerd namespace of its own so every blob is fetched; sets PULL_RC, PULL_SECS
+# (PULL_TIMEOUT: seconds before the pull is killed, default 600; exit 124 then)
 ctr_pull() {
     local n=$1 ref=$2 t0=$EPOCHREALTIME
     PULL_RC=0
-    nsx timeout --foreground 600 ctr --address "$SOCK" -n "$n" images pull --snapshotter native \
+    nsx timeout --foreground "${PULL_TIMEOUT:-600}" ctr --address "$SOCK" -n "$n" images pull --snapshotter native \
         --hosts-dir "$HOSTS" "$ref" >"$T/logs/pull-$n.log" 2>&1 || PULL_RC=$?
     PULL_SECS=$(secs "$t0" "$EPOCHREALTIME")
     note "ctr -n $n images pull --hosts-dir \$HOSTS $ref -> exit $PULL_RC after ${PULL_SECS}s"
-    [[ $PULL_RC == 0 ]] || tail -n 8 "$T/logs/pull-$n.log" | indent || true
+    [[ $PULL_RC == 0 ]] || tail -n 8 "$T/logs/pull-$n.log" | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | indent || true
     ctrx -n "$n" images rm --sync "$ref" >/dev/null 2>&1 || true
 }
 
@@ -515,7 +534,7 @@ cri_pull() {
     local ref=$1 t0=$EPOCHREALTIME
     CRI_N=$((CRI_N + 1))
     PULL_RC=0
-    nsx timeout --foreground 600 "$PY" "$HELPERS/cri.py" "$SOCK" pull "$ref" >"$T/logs/cri-$CRI_N.log" 2>&1 || PULL_RC=$?
+    nsx timeout --foreground "${PULL_TIMEOUT:-600}" "$PY" "$HELPERS/cri.py" "$SOCK" pull "$ref" >"$T/logs/cri-$CRI_N.log" 2>&1 || PULL_RC=$?
     PULL_SECS=$(secs "$t0" "$EPOCHREALTIME")
     note "CRI PullImage $ref -> exit $PULL_RC after ${PULL_SECS}s"
     [[ $PULL_RC == 0 ]] || tail -n 8 "$T/logs/cri-$CRI_N.log" | indent || true
@@ -530,6 +549,10 @@ cri_pull() {
 # and nothing in it failed unexpectedly; it never aborts the suite
 run_scenario() {
     local n=$1 title=$2 fn=$3 t0 rc dt
+    if [[ -n "${E2E_ONLY:-}" && " $E2E_ONLY " != *" $n "* ]]; then
+        TIMINGS+=("scenario $n  skip         $title (not in E2E_ONLY)")
+        return 0
+    fi
     echo
     log "scenario $n: $title"
     t0=$EPOCHREALTIME
@@ -663,6 +686,7 @@ scenario_2() {
     else
         note "skipped: pull with a hand-written hosts.toml naming the dead IP (~30 s per request); set E2E_SLOW=1"
     fi
+    measure "scenario 2 pull times (no file written): $DEAD_DIRECT_SECS"
 }
 
 # 3. a cache that accepts connections and never answers
@@ -1034,6 +1058,493 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
+# helpers of scenarios 7 and 8
+# ---------------------------------------------------------------------------
+# make_dead ADDR: every packet to ADDR vanishes (a cluster IP whose endpoints
+# are gone: a dial hangs until its own timeout); make_alive ADDR undoes it.
+# The rules live in the namespace's own tables only.
+make_dead() {
+    nsx iptables -w -I INPUT -d "$1/32" -j DROP
+    nsx iptables -w -I OUTPUT -d "$1/32" -j DROP
+}
+make_alive() {
+    while nsx iptables -w -D INPUT -d "$1/32" -j DROP 2>/dev/null; do :; done
+    while nsx iptables -w -D OUTPUT -d "$1/32" -j DROP 2>/dev/null; do :; done
+}
+dial_hangs() { # ADDR PORT: a TCP connect does not finish within 1.5 s
+    local rc=0
+    nsx timeout --foreground 1.5 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null || rc=$?
+    [[ $rc == 124 ]]
+}
+answers() { nsx curl -s -o /dev/null --noproxy '*' --max-time 1 "$1/v2/"; }
+
+# wait_for T0 LIMIT CMD...: poll CMD every 50 ms until it holds; WAITED is then
+# the seconds from T0 (an $EPOCHREALTIME) to the poll that saw it. After LIMIT
+# seconds from T0: WAITED=never, status 1.
+wait_for() {
+    local t0=$1 limit=$2
+    shift 2
+    while :; do
+        if "$@"; then
+            WAITED=$(secs "$t0" "$EPOCHREALTIME")
+            return 0
+        fi
+        if ! lt "$(secs "$t0" "$EPOCHREALTIME")" "$limit"; then
+            WAITED=never
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+# snapshot DIR: every entry with type, mode, owner, mtime (ns), size and link
+# target, then the sha256 of every file: two equal snapshots = nothing changed
+snapshot() {
+    (
+        cd "$1"
+        find . -printf '%p %y %m %U:%G %T@ %s %l\n' | LC_ALL=C sort
+        find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
+    )
+}
+
+# out_first NAME: first line of run_agent NAME's stdout; out_has NAME TEXT
+out_first() { head -n1 "$T/logs/agent-$1.out" 2>/dev/null; }
+first_line_matches() { out_first "$1" | grep -Eq -- "$2"; }
+out_has() { grep -qF -- "$2" "$T/logs/agent-$1.out" "$T/logs/agent-$1.err" 2>/dev/null; }
+
+# measure TEXT: a figure for the closing timings table (scenarios run in subshells)
+measure() { echo "$*" >>"$T/measurements"; }
+
+# 7. the operator tools against the real containerd config
+# s7_json FILE HOST_URL: check --output json parses and describes the registry
+# and host; prints a one-line summary
+s7_json() {
+    "$PY" - "$1" "$A" "$2" <<'EOF'
+import json, sys
+path, upstream, url = sys.argv[1:4]
+r = json.load(open(path))
+regs = {x["upstream"]: x for x in r["registries"]}
+reg = regs[upstream]
+hosts = {h["url"]: h for h in reg["hosts"]}
+h = hosts[url]
+print("state=%s exit_code=%s; %s: file_state=%s state=%s; host %s: state=%s reason=%r latency_ms=%s in_file=%s"
+      % (r["state"], r.get("exit_code"), upstream, reg.get("file_state"), reg.get("state"),
+         url, h["state"], h.get("reason"), h.get("latency_ms"), h.get("in_file")))
+ok = (r["state"] == "CRITICAL" and h["state"] == "down" and h.get("reason")
+      and reg.get("file") and "latency_ms" in h)
+sys.exit(0 if ok else 1)
+EOF
+}
+
+scenario_7() {
+    reset_hosts
+    trap 'make_alive 127.0.0.24' EXIT
+    local ctd=$T/containerd/config.toml f one=$T/s7-one.toml two=$T/s7-two.toml summary
+    f=$(hosts_file $A)
+    local head="hosts_dir = \"$HOSTS\"
+containerd_config = \"$ctd\"
+
+[[registry]]
+upstream = \"$A\"
+server = \"http://$A\"
+"
+    printf '%s\n  [[registry.host]]\n  url = "http://127.0.0.24:5000"\n' "$head" >"$one"
+    printf '%s\n  [[registry.host]]\n  url = "http://127.0.0.24:5000"\n\n  [[registry.host]]\n  url = "http://127.0.0.23:5000"\n' \
+        "$head" >"$two"
+    note "(a) check, with the config of the containerd that serves this suite: $ctd ($(grep -E '^\s*config_path' "$ctd" | sed 's/^ *//'))"
+
+    run_agent s7-apply apply --config "$one" --deadline 10s
+    check "apply while the cache 127.0.0.24 is alive exits 0" test $AGENT_RC == 0
+    check "the file names the cache" file_has "$f" '[host."http://127.0.0.24:5000"]'
+    run_agent s7-check-ok check --config "$one"
+    check "check with everything fine: exit 0" test $AGENT_RC == 0
+    check "check: first line starts with OK" first_line_matches s7-check-ok '^OK'
+
+    make_dead 127.0.0.24
+    note "iptables DROP for 127.0.0.24 inside the namespace: the cache's IP is dead, our file still names it"
+    check "127.0.0.24 is dead (a dial hangs)" dial_hangs 127.0.0.24 5000
+    run_agent s7-check-dead check --config "$one"
+    local t_crit=$AGENT_SECS
+    check "check while the file names the dead cache: exit 2 (CRITICAL)" test $AGENT_RC == 2
+    check "check: first line starts with CRITICAL" first_line_matches s7-check-dead '^CRITICAL'
+    check "check: first line names the host" first_line_matches s7-check-dead '127\.0\.0\.24:5000'
+    check "check is bounded by the probe timeout (< 4 s)" lt "$AGENT_SECS" 4
+    run_agent s7-check-json check --config "$one" --output json
+    check "check --output json: exit 2" test $AGENT_RC == 2
+    check "check --output json: parses (python3 -m json.tool)" eval "'$PY' -m json.tool <'$T/logs/agent-s7-check-json.out' >/dev/null"
+    summary=$(s7_json "$T/logs/agent-s7-check-json.out" http://127.0.0.24:5000 2>&1) && rc=0 || rc=$?
+    note "json: $summary"
+    check "check --output json: CRITICAL, registry $A, host http://127.0.0.24:5000 down with a reason" test "$rc" == 0
+
+    # the agent fixes it: a second, live cache is configured; apply leaves the dead one out
+    run_agent s7-apply-two apply --config "$two" --deadline 10s
+    check "apply (127.0.0.24 dead, 127.0.0.23 alive) exits 0" test $AGENT_RC == 0
+    check "the file now names only the live cache" \
+        eval "file_has '$f' '[host.\"http://127.0.0.23:5000\"]' && file_lacks '$f' 127.0.0.24"
+    run_agent s7-check-warn check --config "$two"
+    check "check with the dead cache left out: exit 1 (WARNING: degraded but safe)" test $AGENT_RC == 1
+    check "check: first line starts with WARNING and names the dead host" \
+        eval "first_line_matches s7-check-warn '^WARNING' && first_line_matches s7-check-warn '127\.0\.0\.24:5000'"
+
+    # the cache heals; apply puts it back
+    make_alive 127.0.0.24
+    check "127.0.0.24 answers again" answers http://127.0.0.24:5000
+    run_agent s7-apply-healed apply --config "$two" --deadline 10s
+    check "apply after the cache healed exits 0" test $AGENT_RC == 0
+    check "the file names both caches, in config order" in_order "$f" 127.0.0.24:5000 127.0.0.23:5000
+    run_agent s7-check-healed check --config "$two"
+    check "check after the agent fixed the file: exit 0" test $AGENT_RC == 0
+    check "check: first line starts with OK" first_line_matches s7-check-healed '^OK'
+    measure "scenario 7 check: OK/CRITICAL/WARNING/OK; check with a dead host in the file took ${t_crit}s"
+
+    # negative: containerd configs that do not make containerd read hosts_dir
+    local noconf=$T/s7-containerd-no-config-path.toml
+    grep -v 'config_path' "$ctd" >"$noconf"
+    sed "s|^containerd_config = .*|containerd_config = \"$noconf\"|" "$two" >"$T/s7-noconf.toml"
+    run_agent s7-check-noconf check --config "$T/s7-noconf.toml"
+    check "containerd config without config_path: exit 2 (CRITICAL)" test $AGENT_RC == 2
+    check "check: first line starts with CRITICAL" first_line_matches s7-check-noconf '^CRITICAL'
+    check "check: says config_path is what is missing" out_has s7-check-noconf config_path
+    sed "s|^containerd_config = .*|containerd_config = \"$T/no-such-containerd-config.toml\"|" "$two" >"$T/s7-missing.toml"
+    run_agent s7-check-missing check --config "$T/s7-missing.toml"
+    check "missing containerd config file: exit 2 (CRITICAL)" test $AGENT_RC == 2
+    check "check: first line starts with CRITICAL" first_line_matches s7-check-missing '^CRITICAL'
+
+    note "(b) plan on a node with a foreign hand-written hosts.toml"
+    reset_hosts
+    local fb fc ref=$T/s7-foreign.toml cfg=$T/s7-plan.toml
+    fb=$(hosts_file $B)
+    fc=$(hosts_file $C)
+    mkdir -p "$HOSTS/$B" "$HOSTS/$C"
+    cat >"$ref" <<EOF
+# hand-written by an operator before the agent came; not ours
+server = "http://$B"
+
+[host."http://127.0.0.21:5000"]
+  capabilities = ["pull"]
+EOF
+    cp "$ref" "$fb"
+    chmod 640 "$fb"
+    # a file of ours for an upstream that left the config
+    printf '%s\nserver = "http://%s"\n\n[host."http://127.0.0.22:5000"]\n  capabilities = ["pull", "resolve"]\n  dial_timeout = "1s"\n' \
+        "$MARKER" "$C" >"$fc"
+    touch -d '2020-01-02 03:04:05.123456789' "$fb" "$fc" "$HOSTS/$B" "$HOSTS/$C" "$HOSTS"
+    cat >"$cfg" <<EOF
+hosts_dir = "$HOSTS"
+containerd_config = "$ctd"
+
+[[registry]]
+upstream = "$A"
+server = "http://$A"
+
+  [[registry.host]]
+  url = "http://127.0.0.24:5000"
+
+[[registry]]
+upstream = "$B"
+server = "http://$B"
+
+  [[registry.host]]
+  url = "http://127.0.0.21:5000"
+EOF
+    snapshot "$HOSTS" >"$T/s7-before"
+    run_agent s7-plan plan --config "$cfg"
+    check "plan exits 0 (no --exit-code)" test $AGENT_RC == 0
+    check "plan: \"would back up foreign file to hosts.toml.orig\"" out_has s7-plan 'would back up foreign file to hosts.toml.orig'
+    check "plan: a unified diff (---/+++ header and @@ hunk)" \
+        eval "grep -Eq '^ *--- ' '$T/logs/agent-s7-plan.out' && grep -Eq '^ *\+\+\+ ' '$T/logs/agent-s7-plan.out' && grep -Eq '^ *@@ ' '$T/logs/agent-s7-plan.out'"
+    check "plan: the diff adds our marker line" grep -qF -- "+$MARKER" "$T/logs/agent-s7-plan.out"
+    # the foreign file goes to hosts.toml.orig first, so the diff of hosts.toml
+    # itself starts from nothing (--- /dev/null)
+    check "plan: for $B the backup comes first, then a new hosts.toml (diff from /dev/null)" \
+        eval "grep -A3 -F 'would back up foreign file to hosts.toml.orig' '$T/logs/agent-s7-plan.out' | grep -qF -- '--- /dev/null'"
+    check "plan: would create the file for $A" grep -Eq 'would create' "$T/logs/agent-s7-plan.out"
+    check "plan: would remove our file for $C (left the config)" grep -Eq 'would remove' "$T/logs/agent-s7-plan.out"
+    note "full plan output ($(wc -l <"$T/logs/agent-s7-plan.out") lines): $T/logs/agent-s7-plan.out"
+    local plan_secs=$AGENT_SECS
+    run_agent s7-plan-x plan --config "$cfg" --exit-code
+    check "plan --exit-code with changes pending: exit 1" test $AGENT_RC == 1
+    snapshot "$HOSTS" >"$T/s7-after"
+    check "plan changed nothing: the hosts dir (entries, modes, owners, mtimes, sizes, sha256) is identical" \
+        cmp -s "$T/s7-before" "$T/s7-after"
+    diff "$T/s7-before" "$T/s7-after" | indent || true
+    check "no hosts.toml.orig made by plan" test ! -e "$fb.orig"
+
+    run_agent s7-plan-apply apply --config "$cfg" --deadline 10s
+    check "apply exits 0" test $AGENT_RC == 0
+    check "apply backed up the foreign file byte for byte" cmp -s "$ref" "$fb.orig"
+    check "apply removed our file for $C" test ! -e "$fc"
+    snapshot "$HOSTS" >"$T/s7-before2"
+    run_agent s7-plan-clean plan --config "$cfg" --exit-code
+    check "plan --exit-code after apply: exit 0 (nothing pending)" test $AGENT_RC == 0
+    snapshot "$HOSTS" >"$T/s7-after2"
+    check "that plan changed nothing either" cmp -s "$T/s7-before2" "$T/s7-after2"
+    measure "scenario 7 plan (3 hosts, all up): ${plan_secs}s"
+}
+
+# 8. watch with real containerd: dead IP, recovery, hanging cache
+S8_CFG=""
+S8_PROM=""
+S8_WPID=""
+S8_HANG_PID=""
+S8_H=http://127.0.0.25:5000
+# (runs as the scenario's EXIT trap, under set -e: nothing in it may fail)
+s8_undo() {
+    make_alive 127.0.0.25
+    if [[ -n "$S8_WPID" ]]; then kill -TERM "$S8_WPID" 2>/dev/null || true; fi
+    if [[ -n "$S8_HANG_PID" ]]; then kill -TERM "$S8_HANG_PID" 2>/dev/null || true; fi
+    return 0
+}
+# s8_watch NAME: start `watch` in the namespace (json log in $T/logs/watch-NAME.err)
+s8_watch() {
+    ip netns exec "$NS" setsid "$AGENT_BIN" watch --config "$S8_CFG" --metrics-file "$S8_PROM" --log-format json \
+        >"$T/logs/watch-$1.out" 2>"$T/logs/watch-$1.err" &
+    S8_WPID=$!
+    remember "$S8_WPID"
+}
+# s8_stop NAME: SIGTERM the watcher; sets STOP_RC (124: still running after 10 s)
+s8_stop() {
+    local t0=$EPOCHREALTIME
+    kill -TERM "$S8_WPID"
+    if wait_for "$t0" 10 exited "$S8_WPID"; then
+        STOP_RC=0
+        wait "$S8_WPID" || STOP_RC=$?
+    else
+        STOP_RC=124
+    fi
+    note "SIGTERM to watch (pid $S8_WPID) -> exit $STOP_RC after $(secs "$t0" "$EPOCHREALTIME")s"
+    S8_WPID=""
+}
+# logt LOG SINCE PATTERN: the time of the watcher's first line about our host matching PATTERN
+logt() { "$PY" "$HELPERS/watchlog.py" "$1" "$2" "$S8_H" "$3" | cut -f1; }
+# logline LOG SINCE PATTERN: that line's time and message
+logline() { "$PY" "$HELPERS/watchlog.py" "$1" "$2" "$S8_H" "$3" | cut -f2- | cut -c1-300; }
+# exited PID: the process is gone (or a zombie nobody reaped yet)
+exited() { [[ ! -d /proc/$1 ]] || [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" == Z ]]; }
+metric() { # NAME VALUE: the metrics file has the sample for our host
+    [[ -f "$S8_PROM" ]] && grep -qxF -- "configure_containerd_registries_$1{upstream=\"$B\",host=\"$S8_H\"} $2" "$S8_PROM"
+}
+file_in_place() { [[ -f "$S8_PROM" ]] && grep -qxF -- "configure_containerd_registries_registry_file_in_place{upstream=\"$B\"} $1" "$S8_PROM"; }
+names_cache() { file_has "$(hosts_file $B)" "[host.\"$S8_H\"]"; }
+no_file() { [[ ! -e "$(hosts_file $B)" ]]; }
+# s8_pulls WHAT: ctr and CRI pull of B's image, through the cache (WHAT=cache)
+# or straight from the upstream (WHAT=direct), each < 5 s; sets S8_PULLS
+s8_pulls() {
+    local what=$1 m m_up
+    m=$(mark "$T/logs/cache25.log")
+    m_up=$(mark "$T/logs/up11.log")
+    ctr_pull "e2e-s8-$what" "$B/$IMG"
+    local c=$PULL_SECS
+    check "ctr pull succeeds in < 5 s" eval "[[ $PULL_RC == 0 ]] && lt $PULL_SECS 5"
+    if [[ $what == cache ]]; then
+        evidence "cache log: ctr went through the cache (?ns=$B)" mirror_saw "$T/logs/cache25.log" "$m" $B blobs
+    else
+        evidence "upstream log: ctr went straight to $B" containerd_direct "$T/logs/up11.log" "$m_up"
+    fi
+    m=$(mark "$T/logs/cache25.log")
+    m_up=$(mark "$T/logs/up11.log")
+    cri_pull "$B/$IMG"
+    check "CRI pull succeeds in < 5 s" eval "[[ $PULL_RC == 0 ]] && lt $PULL_SECS 5"
+    if [[ $what == cache ]]; then
+        evidence "cache log: CRI went through the cache (?ns=$B)" mirror_saw "$T/logs/cache25.log" "$m" $B blobs
+        check "upstream log: no request from containerd itself" no_containerd_direct "$T/logs/up11.log" "$m_up"
+    else
+        evidence "upstream log: CRI went straight to $B" containerd_direct "$T/logs/up11.log" "$m_up"
+    fi
+    S8_PULLS="ctr ${c}s, CRI ${PULL_SECS}s"
+}
+# s8_times LOG SINCE WHAT FILE_SECS LINE_PATTERN: report the fault->first probe
+# result and first result->hosts.toml change times from the agent's log
+s8_times() {
+    local logf=$1 since=$2 what=$3 file_secs=$4 pattern=$5 t_susp t_done
+    t_susp=$(logt "$logf" "$since" "mirror suspect") || t_susp=""
+    t_done=$(logt "$logf" "$since" "$pattern") || t_done=""
+    S8_FROM_FAULT=$file_secs
+    S8_FAULT_TO_SUSPECT=never
+    S8_SUSPECT_TO_DONE=never
+    if [[ -n "$t_susp" ]]; then S8_FAULT_TO_SUSPECT=$(secs "$since" "$t_susp"); fi
+    if [[ -n "$t_susp" && -n "$t_done" ]]; then S8_SUSPECT_TO_DONE=$(secs "$t_susp" "$t_done"); fi
+    note "$what: hosts.toml fixed ${file_secs}s after the fault; agent log: first failing/succeeding probe result (\"mirror suspect\") ${S8_FAULT_TO_SUSPECT}s after the fault, \"$pattern\" ${S8_SUSPECT_TO_DONE}s after that"
+    [[ -n "$t_susp" ]] && note "  $(logline "$logf" "$since" 'mirror suspect')"
+    [[ -n "$t_done" ]] && note "  $(logline "$logf" "$since" "$pattern")"
+    return 0
+}
+
+scenario_8() {
+    reset_hosts
+    trap s8_undo EXIT
+    local f t0 rc
+    f=$(hosts_file $B)
+    S8_CFG=$T/s8.toml
+    S8_PROM=$T/s8.prom
+    cat >"$S8_CFG" <<EOF
+# default probe settings: watch_interval 10s (+-20%), failure_threshold 3,
+# success_threshold 2, connect_timeout 1s, timeout 2s, suspects re-probed 200ms..1s
+hosts_dir = "$HOSTS"
+
+[[registry]]
+upstream = "$B"
+server = "http://$B"
+
+  [[registry.host]]
+  url = "$S8_H"
+EOF
+    check "the cache 127.0.0.25:5000 (of $B) answers" answers "$S8_H"
+
+    # --- start, pull through the cache
+    t0=$EPOCHREALTIME
+    s8_watch w1
+    note "watch --config s8.toml --metrics-file s8.prom --log-format json started (pid $S8_WPID)"
+    wait_for "$t0" 10 names_cache || true
+    local t_first=$WAITED
+    note "hosts.toml naming the cache ${t_first}s after watch started"
+    check "watch writes the file for the live cache" names_cache
+    check "watch logs its first pass" eventually grep -q 'first pass done' "$T/logs/watch-w1.err"
+    check "metrics: mirror_up 1 and file in place" eventually eval "metric mirror_up 1 && file_in_place 1"
+    cp "$f" "$T/s8-stale-hosts.toml" || true
+    s8_pulls cache
+    local pulls_up=$S8_PULLS
+
+    # --- the cache's IP goes dead
+    echo
+    make_dead 127.0.0.25
+    local t_dead=$EPOCHREALTIME
+    note "fault 1: iptables DROP for 127.0.0.25 (the cache's IP is dead) at $(date -u +%T.%3N)"
+    wait_for "$t_dead" 40 no_file || true
+    local dead_secs=$WAITED
+    check "watch removed the file (its only host is dead) within 40 s" no_file
+    s8_times "$T/logs/watch-w1.err" "$t_dead" "dead IP" "$dead_secs" "mirror down after"
+    local dead_f2s=$S8_FAULT_TO_SUSPECT dead_s2d=$S8_SUSPECT_TO_DONE
+    check "dead IP: out of the file < 5 s after the first failed probe (issue 6 target)" lt "$dead_s2d" 5
+    check "dead IP: out of the file < 20 s after the fault (one round of 8-12 s + 3 probes)" lt "$dead_secs" 20
+    check "metrics while dead: mirror_up 0, mirror_in_hosts_file 0, registry_file_in_place 0" \
+        eventually eval "metric mirror_up 0 && metric mirror_in_hosts_file 0 && file_in_place 0"
+    grep -E "^configure_containerd_registries_(mirror_up|mirror_in_hosts_file|mirror_consecutive_failures|registry_file_in_place)\{" \
+        "$S8_PROM" | indent || true
+    s8_pulls direct
+    local pulls_dead=$S8_PULLS
+
+    # --- the IP comes back
+    echo
+    make_alive 127.0.0.25
+    local t_heal=$EPOCHREALTIME
+    note "heal: DROP rules deleted at $(date -u +%T.%3N)"
+    wait_for "$t_heal" 40 names_cache || true
+    local heal_secs=$WAITED
+    check "watch put the file back within 40 s" names_cache
+    s8_times "$T/logs/watch-w1.err" "$t_heal" "recovery" "$heal_secs" "mirror back after"
+    local heal_f2s=$S8_FAULT_TO_SUSPECT heal_s2d=$S8_SUSPECT_TO_DONE
+    check "the file is the one watch wrote before the fault" cmp -s "$T/s8-stale-hosts.toml" "$f"
+    check "metrics: mirror_up 1, file in place" eventually eval "metric mirror_up 1 && file_in_place 1"
+    s8_pulls cache
+    local pulls_back=$S8_PULLS
+
+    # --- SIGTERM with the file in place: exit 0, file as it is; a new watcher keeps it
+    echo
+    snapshot "$HOSTS" >"$T/s8-before-term"
+    s8_stop w1
+    check "watch exits 0 on SIGTERM" test "$STOP_RC" == 0
+    check "watch logged that it stops and leaves the files" grep -q 'stopping on signal' "$T/logs/watch-w1.err"
+    snapshot "$HOSTS" >"$T/s8-after-term"
+    check "the hosts dir is as it was (file, mode, mtime)" cmp -s "$T/s8-before-term" "$T/s8-after-term"
+    t0=$EPOCHREALTIME
+    s8_watch w2
+    wait_for "$t0" 10 grep -q 'first pass done' "$T/logs/watch-w2.err" || true
+    note "second watcher (pid $S8_WPID): first pass done after ${WAITED}s"
+    snapshot "$HOSTS" >"$T/s8-after-restart"
+    check "a restarted watcher leaves the unchanged file alone (mtime kept)" cmp -s "$T/s8-before-term" "$T/s8-after-restart"
+
+    # --- the cache hangs: the registry stops, a server that accepts and never answers takes its address
+    echo
+    local t_kill=$EPOCHREALTIME
+    kill -TERM "$CACHE25_PID"
+    wait_for "$t_kill" 10 exited "$CACHE25_PID" || true
+    ip netns exec "$NS" setsid "$PY" "$HELPERS/hang_server.py" 127.0.0.25 5000 "$T/logs/hang25.log" &
+    S8_HANG_PID=$!
+    remember "$S8_HANG_PID"
+    wait_for "$t_kill" 10 grep -qs '^listening' "$T/logs/hang25.log" || true
+    local t_hang=$EPOCHREALTIME
+    note "fault 2: cache stopped (time 0 of the figures below); hang server listening on 127.0.0.25:5000 $(secs "$t_kill" "$t_hang")s later"
+    check "127.0.0.25:5000 accepts and never answers (curl --max-time 1 times out)" eval "! answers $S8_H"
+    wait_for "$t_kill" 45 no_file || true
+    local hang_secs=$WAITED
+    check "watch removed the file (its only host hangs) within 45 s" no_file
+    s8_times "$T/logs/watch-w2.err" "$t_kill" "hanging cache" "$hang_secs" "mirror down after"
+    local hang_f2s=$S8_FAULT_TO_SUSPECT hang_s2d=$S8_SUSPECT_TO_DONE
+    check "hanging cache: taken out for a timeout (not a refusal)" \
+        eval "logline '$T/logs/watch-w2.err' $t_kill 'mirror down after' | cut -f2 | grep -qi 'time'"
+    check "hanging cache: out of the file < 8 s after the first failed probe (issue 6 target)" lt "$hang_s2d" 8
+    check "hanging cache: out of the file < 25 s after the fault" lt "$hang_secs" 25
+    check "metrics while hanging: mirror_up 0, file not in place" eventually eval "metric mirror_up 0 && file_in_place 0"
+    s8_pulls direct
+    local pulls_hang=$S8_PULLS
+
+    echo
+    snapshot "$HOSTS" >"$T/s8-before-term2"
+    s8_stop w2
+    check "watch exits 0 on SIGTERM (no file in place)" test "$STOP_RC" == 0
+    snapshot "$HOSTS" >"$T/s8-after-term2"
+    check "the hosts dir is as it was (still no file for $B)" cmp -s "$T/s8-before-term2" "$T/s8-after-term2"
+
+    printf '\n    watch, default settings (times from the fault / from the first failed or good probe in the agent log):\n'
+    printf '      %-34s %8s  %8s  %s\n' "" "fault->" "probe->" "pulls afterwards"
+    printf '      %-34s %7ss  %8s  %s\n' "started, cache alive: file after" "$t_first" "" "$pulls_up (through the cache)"
+    printf '      %-34s %7ss  %7ss  %s\n' "IP dead: file removed after" "$dead_secs" "$dead_s2d" "$pulls_dead (straight from the upstream)"
+    printf '      %-34s %7ss  %7ss  %s\n' "IP healed: file back after" "$heal_secs" "$heal_s2d" "$pulls_back (through the cache)"
+    printf '      %-34s %7ss  %7ss  %s\n' "cache hangs: file removed after" "$hang_secs" "$hang_s2d" "$pulls_hang (straight from the upstream)"
+    printf '      (fault -> first probe result: dead %ss, healed %ss, hang %ss; the rest is the wait for the next 8-12 s round)\n\n' \
+        "$dead_f2s" "$heal_f2s" "$hang_f2s"
+    measure "scenario 8 watch: cache started -> file ${t_first}s; pulls: $pulls_up"
+    measure "scenario 8 watch: IP dead -> file removed ${dead_secs}s (first failed probe -> removed ${dead_s2d}s; fault -> first failed probe result ${dead_f2s}s); pulls then: $pulls_dead"
+    measure "scenario 8 watch: IP healed -> file back ${heal_secs}s (first good probe -> back ${heal_s2d}s); pulls then: $pulls_back"
+    measure "scenario 8 watch: cache hangs -> file removed ${hang_secs}s (first failed probe -> removed ${hang_s2d}s; fault -> first failed probe result ${hang_f2s}s); pulls then: $pulls_hang"
+
+    if [[ "$E2E_SLOW" == 1 ]]; then
+        s8_slow "$pulls_hang"
+    else
+        note "skipped: the same pulls without watch, with the stale file naming the hanging cache (hangs) and the dead IP (~90 s); set E2E_SLOW=1"
+    fi
+}
+
+# without watch: the file watch wrote while the cache was alive, left stale
+s8_slow() {
+    local f fast=$1
+    f=$(hosts_file $B)
+    note "E2E_SLOW=1: no watcher; the file watch wrote while the cache was alive is put back (stale):"
+    mkdir -p "$HOSTS/$B"
+    cp "$T/s8-stale-hosts.toml" "$f"
+    indent <"$f"
+    local m
+    m=$(mark "$T/logs/hang25.log")
+    note "the cache hangs (hang server on 127.0.0.25:5000); pulls under timeout 60:"
+    PULL_TIMEOUT=60 ctr_pull e2e-s8-slow-hang "$B/$IMG"
+    local hang_ctr=$PULL_SECS hang_ctr_rc=$PULL_RC
+    PULL_TIMEOUT=60 cri_pull "$B/$IMG"
+    local hang_cri=$PULL_SECS hang_cri_rc=$PULL_RC
+    check "stale file naming the hanging cache: ctr pull did not finish in 60 s (killed: exit 124)" test "$hang_ctr_rc" == 124
+    check "stale file naming the hanging cache: CRI pull did not finish in 60 s (killed: exit 124)" test "$hang_cri_rc" == 124
+    check "the hang server holds containerd's connections" test "$(since "$T/logs/hang25.log" "$m" | grep -c '^accept' || true)" -gt 0
+    kill -TERM "$S8_HANG_PID" 2>/dev/null || true
+    S8_HANG_PID=""
+    make_dead 127.0.0.25
+    note "the cache's IP is dead (iptables DROP for 127.0.0.25):"
+    ctr_pull e2e-s8-slow-dead "$B/$IMG"
+    local dead_ctr=$PULL_SECS dead_ctr_rc=$PULL_RC
+    make_alive 127.0.0.25
+    rm -rf "${HOSTS:?}/$B"
+    check "stale file naming the dead IP: ctr pull still succeeds (falls back to the upstream)" test "$dead_ctr_rc" == 0
+    check "stale file naming the dead IP: ctr pull takes > 25 s (30 s dial timeout per request)" lt 25 "$dead_ctr"
+    local hang_txt="did not finish in ${hang_ctr}s (exit $hang_ctr_rc)" hang_cri_txt="did not finish in ${hang_cri}s (exit $hang_cri_rc)"
+    [[ $hang_ctr_rc == 0 ]] && hang_txt="${hang_ctr}s"
+    [[ $hang_cri_rc == 0 ]] && hang_cri_txt="${hang_cri}s"
+    printf '\n    side by side, pull of %s/%s once the cache failed:\n' "$B" "$IMG"
+    printf '      %-40s %s\n' "with watch (file fixed):" "$fast"
+    printf '      %-40s ctr %s\n' "stale file, cache IP dead:" "${dead_ctr}s (exit $dead_ctr_rc)"
+    printf '      %-40s ctr %s; CRI %s\n\n' "stale file, cache hangs:" "$hang_txt" "$hang_cri_txt"
+    measure "scenario 8 without watch (stale file): IP dead: ctr ${dead_ctr}s (exit $dead_ctr_rc); cache hangs: ctr $hang_txt, CRI $hang_cri_txt"
+}
+
+# ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
 ensure_packages
@@ -1044,6 +1555,7 @@ T=$(mktemp -d "/tmp/ccr-e2e-$$.XXXXXX")
 chmod 755 "$T"
 mkdir -p "$T/logs"
 : >"$T/pids"
+: >"$T/measurements"
 HOSTS=$T/hosts
 mkdir -p "$HOSTS"
 
@@ -1057,6 +1569,9 @@ build_and_push_image
 start_registry cache21 127.0.0.21 5000 "http://$B"
 start_registry cache22 127.0.0.22 5000 "http://$C"
 start_registry cache23 127.0.0.23 5000 "http://$A"
+start_registry cache24 127.0.0.24 5000 "http://$A"
+start_registry cache25 127.0.0.25 5000 "http://$B"
+CACHE25_PID=$(tail -n1 "$T/pids")   # scenario 8 stops it (start_registry remembered it last)
 start_registry cache50 127.0.0.50 5443 "http://$A" tls
 start_registry cache51 127.0.0.51 5443 "http://$A" mtls
 ip netns exec "$NS" setsid "$PY" "$HELPERS/hang_server.py" 127.0.0.40 5000 "$T/logs/hang40.log" &
@@ -1078,11 +1593,13 @@ run_scenario 3 "cache that accepts and never answers is left out" scenario_3
 run_scenario 4 "three upstreams at once, one with a dead cache" scenario_4
 run_scenario 5 "containerd accepts every file variant we write" scenario_5
 run_scenario 6 "a hand-written hosts.toml is backed up and comes back" scenario_6
+run_scenario 7 "operator tools on the real containerd config: check (CRITICAL/WARNING/OK) and plan (foreign file, changes nothing)" scenario_7
+run_scenario 8 "watch: dead IP, recovery, hanging cache; pulls stay fast" scenario_8
 
 echo
 log "timings:"
 for t in "${TIMINGS[@]}"; do echo "    $t"; done
-[[ -n "$DEAD_DIRECT_SECS" ]] && echo "    scenario 2 pull times (no file written): $DEAD_DIRECT_SECS"
+while read -r line; do echo "    $line"; done <"$T/measurements"
 echo "    total suite: $(secs "$SUITE_T0" "$EPOCHREALTIME")s"
 [[ "$E2E_KEEP" == 1 ]] && echo "    workdir kept (E2E_KEEP=1): $T"
 echo "$PASSED passed, $FAILED failed"
