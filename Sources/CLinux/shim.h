@@ -1,7 +1,8 @@
 #ifndef CCR_LINUX_SHIM_H
 #define CCR_LINUX_SHIM_H
-// Linux calls that Glibc's Swift overlay does not show without _GNU_SOURCE.
+// Linux calls that Glibc's Swift overlay does not show without _GNU_SOURCE, or that are variadic.
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -12,5 +13,10 @@
 /// renameat2(RENAME_NOREPLACE): fails with EEXIST instead of replacing `newpath`.
 static inline int ccr_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
     return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE);
+}
+
+/// Names the calling thread (prctl is variadic): shown by `top -H` and in /proc/PID/task/TID/comm.
+static inline int ccr_set_thread_name(const char *name) {
+    return prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 #endif

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// sd_notify as watch mode needs it; every method is a no-op outside systemd.
 public protocol ServiceNotifier: StatusReporter {
@@ -75,11 +76,15 @@ public struct Watcher: Sendable {
             state.generation += 1
             let generation = state.generation
             let settings = state.config.probe
+            let rounds = RoundSchedule(interval: settings.watchInterval.duration)
             probeTasks = state.config.registries.flatMap { registry in
                 registry.hosts.map { host in
                     let key = HostKey(upstream: registry.upstream, url: host.url)
                     let seed = state.trackers[key] ?? HostTracker()
-                    return Task { await probeLoop(host, key: key, tracker: seed, settings: settings, generation: generation, sink: sink) }
+                    return Task {
+                        await probeLoop(
+                            host, key: key, tracker: seed, settings: settings, rounds: rounds, generation: generation, sink: sink)
+                    }
                 }
             }
         }
@@ -131,8 +136,8 @@ public struct Watcher: Sendable {
     }
 
     private func probeLoop(
-        _ host: MirrorHost, key: HostKey, tracker: HostTracker, settings: ProbeSettings, generation: Int,
-        sink: AsyncStream<Event>.Continuation
+        _ host: MirrorHost, key: HostKey, tracker: HostTracker, settings: ProbeSettings, rounds: RoundSchedule,
+        generation: Int, sink: AsyncStream<Event>.Continuation
     ) async {
         var tracker = tracker
         var rng = SystemRandomNumberGenerator()
@@ -145,8 +150,14 @@ public struct Watcher: Sendable {
             if Task.isCancelled { return }
             let changed = tracker.record(result, settings: settings)
             sink.yield(.result(generation: generation, key: key, tracker: tracker, changed: changed))
-            let unit = Double.random(in: 0...1, using: &rng)
-            try? await Task.sleep(for: tracker.nextDelay(settings: settings, unit: unit))
+            if tracker.isSuspect {
+                let unit = Double.random(in: 0...1, using: &rng)
+                try? await Task.sleep(for: tracker.nextDelay(settings: settings, unit: unit))
+            } else {
+                // Steady hosts all wake for the same round: one timer and one batch of probes per
+                // interval instead of one wake-up per host, which is most of an idle watcher's cost.
+                try? await Task.sleep(until: rounds.next(after: .now), tolerance: .milliseconds(20), clock: .continuous)
+            }
         }
     }
 
@@ -277,4 +288,25 @@ struct WatchState {
         if !down.isEmpty { text += "; out: " + down.joined(separator: ", ") }
         return text
     }
+}
+
+/// The shared start times of probe rounds: every `interval` with ±20% jitter drawn once per round, so
+/// the steady hosts of one node probe together while nodes drift apart.
+final class RoundSchedule: Sendable {
+    private let interval: Duration
+    private let upcoming: Mutex<ContinuousClock.Instant?> = Mutex(nil)
+
+    init(interval: Duration) { self.interval = interval }
+
+    /// The next round start after `now`; the first is one jittered interval away.
+    func next(after now: ContinuousClock.Instant, unit: @Sendable () -> Double = { Double.random(in: 0...1) }) -> ContinuousClock.Instant {
+        upcoming.withLock { upcoming in
+            var next = upcoming ?? now + jittered(unit())
+            while next <= now { next += jittered(unit()) }
+            upcoming = next
+            return next
+        }
+    }
+
+    private func jittered(_ unit: Double) -> Duration { interval * (0.8 + 0.4 * min(max(unit, 0), 1)) }
 }

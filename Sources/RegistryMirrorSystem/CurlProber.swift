@@ -1,4 +1,5 @@
 import CCurl
+import CLinux
 import Glibc
 import RegistryMirrorCore
 import Synchronization
@@ -90,7 +91,10 @@ public final class CurlProber: MirrorProber, @unchecked Sendable {
             }
             // Cancellations ids only matter while their add may still be queued: keep the set small.
             if cancelledEarly.count > 10_000 { cancelledEarly.removeAll() }
-            curl_multi_poll(multi, nil, 0, 1000, nil)
+            // libcurl shortens the wait to its own timers while transfers run; with none running,
+            // only `probe` (curl_multi_wakeup) has anything for this thread, so an idle watcher does
+            // not wake every second for nothing.
+            curl_multi_poll(multi, nil, 0, active.isEmpty ? 60_000 : 1000, nil)
         }
     }
 
@@ -105,6 +109,8 @@ public final class CurlProber: MirrorProber, @unchecked Sendable {
             let box = Unmanaged.passRetained(self).toOpaque()
             let rc = pthread_create(&thread, &attributes, { raw in
                 let me = Unmanaged<LoopThread>.fromOpaque(raw!).takeRetainedValue()
+                // Named for `top -H` and /proc: it inherits the name of whichever thread created it.
+                ccr_set_thread_name("ccr-probes")
                 me.prober.runLoop()
                 return nil
             }, box)

@@ -109,4 +109,23 @@ struct HostTrackerTests {
             #expect(text.contains("# TYPE \(p)_\(family) "))
         }
     }
+
+    @Test("steady hosts share round starts, spaced by the interval ±20%")
+    func rounds() {
+        let schedule = RoundSchedule(interval: .seconds(10))
+        let start = ContinuousClock.now
+        let first = schedule.next(after: start, unit: { 0.5 })
+        #expect(close(first - start, .seconds(10)))
+        // Every host asking before the round starts gets the same instant.
+        #expect(schedule.next(after: start + .seconds(3), unit: { 0 }) == first)
+        #expect(schedule.next(after: start + .seconds(9), unit: { 1 }) == first)
+        // Once it has started, the next round is one jittered interval later.
+        let second = schedule.next(after: first + .milliseconds(5), unit: { 1 })
+        #expect(close(second - first, .seconds(12)))
+        let third = schedule.next(after: second + .milliseconds(5), unit: { 0 })
+        #expect(close(third - second, .seconds(8)))
+        // A host that overslept several rounds lands on the first start still ahead.
+        let late = schedule.next(after: third + .seconds(25), unit: { 0.5 })
+        #expect(late > third + .seconds(25) && late <= third + .seconds(35))
+    }
 }
