@@ -118,10 +118,9 @@ struct ApplierTests {
         let registry = Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://dead:1"), MirrorHost(url: "http://live:2")])
         let prober = ScriptedProber(["http://dead:1": [(.zero, Self.refused)], "http://live:2": [(.zero, Self.up)]])
         let store = MemoryStore()
-        let clock = ContinuousClock()
-        let start = clock.now
+        // No deadline: had apply waited for the dead host to come up, this would never return.
         let report = await Applier(config: config([registry]), prober: prober, store: store, logger: Self.logger).run()
-        #expect(clock.now - start < .seconds(2))
+        #expect(report.exitStatus == .ok)
         #expect(report.configured == ["quay.io"])
         #expect(store.content("quay.io") == HostsFile.render(registry, hosts: [registry.hosts[1]]))
     }
