@@ -3,7 +3,7 @@
 /// A host's first result decides at once (as apply does). After that it leaves the file after
 /// `failure_threshold` consecutive failures and comes back after `success_threshold` consecutive
 /// successes. While a host is suspect (a failure while in the file, a success while out) it is
-/// probed on the fast backoff schedule instead of waiting a whole `watch_interval`.
+/// probed on the fast backoff schedule instead of waiting for the next round.
 public struct HostTracker: Sendable, Equatable {
     /// Whether the host belongs in hosts.toml; nil until its first result.
     public private(set) var inFile: Bool?
@@ -49,13 +49,10 @@ public struct HostTracker: Sendable, Equatable {
         (inFile == true && consecutiveFailures > 0) || (inFile == false && consecutiveSuccesses > 0)
     }
 
-    /// The wait before the next probe. `unit` is a uniform random number in 0...1 (jitter).
-    public func nextDelay(settings: ProbeSettings, unit: Double) -> Duration {
-        if isSuspect {
-            let streak = max(consecutiveFailures, consecutiveSuccesses)
-            return Backoff(settings).delay(attempt: streak, unit: unit)
-        }
-        // ±20% so a fleet of nodes started together does not probe a cache in lockstep.
-        return settings.watchInterval.duration * (0.8 + 0.4 * min(max(unit, 0), 1))
+    /// The wait before re-probing a suspect host, on the fast backoff schedule; nil for a steady host,
+    /// which waits for the next round (`RoundSchedule`). `unit` is uniform in 0...1 (jitter).
+    public func suspectDelay(settings: ProbeSettings, unit: Double) -> Duration? {
+        guard isSuspect else { return nil }
+        return Backoff(settings).delay(attempt: max(consecutiveFailures, consecutiveSuccesses), unit: unit)
     }
 }

@@ -150,9 +150,8 @@ public struct Watcher: Sendable {
             if Task.isCancelled { return }
             let changed = tracker.record(result, settings: settings)
             sink.yield(.result(generation: generation, key: key, tracker: tracker, changed: changed))
-            if tracker.isSuspect {
-                let unit = Double.random(in: 0...1, using: &rng)
-                try? await Task.sleep(for: tracker.nextDelay(settings: settings, unit: unit))
+            if let delay = tracker.suspectDelay(settings: settings, unit: Double.random(in: 0...1, using: &rng)) {
+                try? await Task.sleep(for: delay)
             } else {
                 // Steady hosts all wake for the same round: one timer and one batch of probes per
                 // interval instead of one wake-up per host, which is most of an idle watcher's cost.
