@@ -1254,10 +1254,9 @@ EOF
     check "plan: a unified diff (---/+++ header and @@ hunk)" \
         eval "grep -Eq '^ *--- ' '$T/logs/agent-s7-plan.out' && grep -Eq '^ *\+\+\+ ' '$T/logs/agent-s7-plan.out' && grep -Eq '^ *@@ ' '$T/logs/agent-s7-plan.out'"
     check "plan: the diff adds our marker line" grep -qF -- "+$MARKER" "$T/logs/agent-s7-plan.out"
-    # the foreign file goes to hosts.toml.orig first, so the diff of hosts.toml
-    # itself starts from nothing (--- /dev/null)
-    check "plan: for $B the backup comes first, then a new hosts.toml (diff from /dev/null)" \
-        eval "grep -A3 -F 'would back up foreign file to hosts.toml.orig' '$T/logs/agent-s7-plan.out' | grep -qF -- '--- /dev/null'"
+    # the diff runs from what containerd reads now (the foreign file) to what apply would write
+    check "plan: for $B the backup comes first, then a diff from the foreign file to ours" \
+        eval "grep -A3 -F 'would back up foreign file to hosts.toml.orig' '$T/logs/agent-s7-plan.out' | grep -qF -- 'not ours: backed up to hosts.toml.orig)'"
     check "plan: would create the file for $A" grep -Eq 'would create' "$T/logs/agent-s7-plan.out"
     check "plan: would remove our file for $C (left the config)" grep -Eq 'would remove' "$T/logs/agent-s7-plan.out"
     note "full plan output ($(wc -l <"$T/logs/agent-s7-plan.out") lines): $T/logs/agent-s7-plan.out"

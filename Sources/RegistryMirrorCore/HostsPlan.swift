@@ -20,6 +20,8 @@ public struct UpstreamDirState: Sendable, Equatable {
     public var backupExists: Bool
     /// The ownership record this agent leaves in directories it writes to; nil when there is none.
     public var record: OwnershipRecord?
+    /// The text of a foreign hosts.toml, when the store read it (for `plan`'s diff); never changed.
+    public var foreignContent: String?
 
     public init(directory: Directory, file: File = .absent, backupExists: Bool = false, record: OwnershipRecord? = nil) {
         self.directory = directory

@@ -37,7 +37,9 @@ public enum PlanText {
             lines.append("would back up foreign file to \(HostsFile.backupName)")
         }
         if wouldWrite {
-            lines.append(entry.current == nil ? "would create hosts.toml" : "would update hosts.toml")
+            lines.append(
+                entry.current != nil ? "would update hosts.toml"
+                    : entry.actions.contains(.backUpForeign) ? "would replace it with hosts.toml of ours" : "would create hosts.toml")
         }
         if entry.actions.contains(.removeManaged) {
             lines.append(
@@ -53,9 +55,15 @@ public enum PlanText {
         }
         var out = lines.map { "  \($0)\n" }.joined()
         if wouldWrite || entry.actions.contains(.removeManaged) {
+            // What containerd reads now against what it would read: a foreign file being backed up
+            // is the old side too.
+            let foreign = entry.actions.contains(.backUpForeign) ? entry.observed.foreignContent : nil
+            let old = entry.current ?? foreign
             let diff = UnifiedDiff.make(
-                old: entry.current ?? "", new: entry.desired ?? "",
-                oldName: entry.current == nil ? "/dev/null" : "\(entry.filePath) (on disk)",
+                old: old ?? "", new: entry.desired ?? "",
+                oldName: old == nil
+                    ? "/dev/null"
+                    : "\(entry.filePath) (on disk\(foreign != nil ? ", not ours: backed up to \(HostsFile.backupName)" : ""))",
                 newName: entry.desired == nil ? "/dev/null" : "\(entry.filePath) (apply would write)")
             for line in UnifiedDiff.lines(diff) {
                 let painted =

@@ -48,7 +48,12 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         if let mode = try kind(dirFD, HostsFile.fileName, path: filePath) {
             if mode & S_IFMT == S_IFREG {
                 let content = try readSmallFile(dirFD, HostsFile.fileName, path: filePath)
-                state.file = HostsFile.isManaged(content) ? .managed(content) : .foreign
+                if HostsFile.isManaged(content) {
+                    state.file = .managed(content)
+                } else {
+                    state.file = .foreign
+                    state.foreignContent = content
+                }
             } else {
                 state.file = .notRegular
             }

@@ -67,16 +67,21 @@ struct PlanTextTests {
 
     @Test("backup: a foreign file is moved aside before our first write")
     func backup() {
-        let entry = K.entry(results: [K.up(), K.up()], listed: [], observed: K.dir(.foreign, record: nil))
+        var observed = K.dir(.foreign, record: nil)
+        observed.foreignContent = "server = \"https://registry-1.docker.io\"\n\n[host.\"http://hand-written:5000\"]\n"
+        let entry = K.entry(results: [K.up(), K.up()], listed: [], observed: observed)
         let (text, pending) = Self.render([entry])
         #expect(pending == 1)
         let lines = Self.lines(text)
         #expect(lines.contains("would back up foreign file to hosts.toml.orig"))
-        #expect(lines.contains("would create hosts.toml"))
+        #expect(lines.contains("would replace it with hosts.toml of ours"))
         let backUp = lines.firstIndex(of: "would back up foreign file to hosts.toml.orig")
-        let create = lines.firstIndex(of: "would create hosts.toml")
-        #expect(backUp != nil && create != nil && backUp! < create!, "the backup is named first, as it happens first")
-        #expect(lines.contains("--- /dev/null"), "the foreign file's content is not ours to diff")
+        let replace = lines.firstIndex(of: "would replace it with hosts.toml of ours")
+        #expect(backUp != nil && replace != nil && backUp! < replace!, "the backup is named first, as it happens first")
+        // The diff runs from what containerd reads now, the foreign file, to ours.
+        #expect(lines.contains { $0.hasPrefix("--- ") && $0.hasSuffix("(on disk, not ours: backed up to hosts.toml.orig)") })
+        #expect(lines.contains("-[host.\"http://hand-written:5000\"]"))
+        #expect(lines.contains("server = \"https://registry-1.docker.io\""), "context line")
         #expect(lines.contains("+[host.\"\(K.urlB)\"]"))
     }
 
