@@ -148,7 +148,7 @@ public struct Applier: Sendable {
 
         if result.isUp {
             let after = attempt > 1 ? " after \(Self.attempts(attempt)) (last failure: \(previous?.last.reason ?? "?"))" : ""
-            log.notice("mirror up: \(result.reason) in \(Self.milliseconds(result.latency))\(after)")
+            log.notice("mirror up: \(result.reason) in \(result.latency.millisecondsText)\(after)")
             if !state.failed[ri] {
                 let up = registry.hosts.indices.filter { state.hosts[ri][$0]?.last.isUp == true }.map { registry.hosts[$0] }
                 write(ri, hosts: up, state: &state, report: &report)
@@ -221,7 +221,7 @@ public struct Applier: Sendable {
         }
         let elapsed = ContinuousClock.now - started
         let summary =
-            "\(report.configured.count)/\(config.registries.count) registries configured in \(Self.milliseconds(elapsed))"
+            "\(report.configured.count)/\(config.registries.count) registries configured in \(elapsed.millisecondsText)"
         switch report.exitStatus {
         case .ok: logger.notice("apply done: \(summary)")
         default: logger.warning("apply ended (exit \(report.exitStatus.rawValue)): \(summary)")
@@ -231,11 +231,6 @@ public struct Applier: Sendable {
     }
 
     static func attempts(_ n: Int) -> String { n == 1 ? "1 attempt" : "\(n) attempts" }
-
-    static func milliseconds(_ d: Duration) -> String {
-        let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
-        return ms < 10 ? "\((ms * 10).rounded() / 10)ms" : "\(Int(ms.rounded()))ms"
-    }
 }
 
 struct HostProgress: Sendable {

@@ -85,8 +85,7 @@ public struct HealthReport: Sendable {
             }
             return HostHealth(
                 url: status.host.url, state: result.state.rawValue, reason: result.reason,
-                latencyMilliseconds: Double(result.latency.components.seconds) * 1000
-                    + Double(result.latency.components.attoseconds) / 1e15,
+                latencyMilliseconds: result.latency.fractionalSeconds * 1000,
                 inFile: status.inFile)
         }
         let fileState: String

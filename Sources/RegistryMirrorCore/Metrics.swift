@@ -34,10 +34,7 @@ public enum MetricsText {
             hosts.map { (labels($0), $0.tracker.inFile == true ? "1" : "0") })
         family(
             "mirror_probe_latency_seconds", "gauge", "Duration of the last probe of the mirror.",
-            hosts.map { h in
-                let d = h.tracker.last?.latency ?? .zero
-                return (labels(h), number(Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18))
-            })
+            hosts.map { (labels($0), number(($0.tracker.last?.latency ?? .zero).fractionalSeconds)) })
         family(
             "mirror_consecutive_failures", "gauge", "Failed probes of the mirror since its last success.",
             hosts.map { (labels($0), "\($0.tracker.consecutiveFailures)") })

@@ -23,7 +23,7 @@ public enum PlanText {
         guard let result = status.result else {
             return "\(paint.dim("-   ")) \(status.host.url)  (not probed)"
         }
-        let latency = Applier.milliseconds(result.latency)
+        let latency = result.latency.millisecondsText
         return result.isUp
             ? "\(paint.green("up  ")) \(status.host.url)  \(result.reason), \(latency)"
             : "\(paint.red("down")) \(status.host.url)  \(result.reason)"
