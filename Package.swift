@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "configure-containerd-registries", targets: ["configure-containerd-registries"]),
+        // For the fuzz package under fuzz/, which builds the core with libFuzzer.
+        .library(name: "RegistryMirrorCore", targets: ["RegistryMirrorCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -17,6 +19,9 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .systemLibrary(name: "CLinux"),
+        // Signal handlers that only write to a pipe; the "Early" target installs them before main.
+        .target(name: "CSignalGate"),
+        .target(name: "CSignalGateEarly", dependencies: ["CSignalGate"]),
 
         // Pure logic: config, durations, rendering, planning, backoff, the apply state machine.
         .target(
@@ -30,14 +35,14 @@ let package = Package(
         .target(
             name: "RegistryMirrorSystem",
             dependencies: [
-                "RegistryMirrorCore", "CCurl", "CSystemd", "CLinux",
+                "RegistryMirrorCore", "CCurl", "CSystemd", "CLinux", "CSignalGate",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "configure-containerd-registries",
             dependencies: [
-                "RegistryMirrorCore", "RegistryMirrorSystem",
+                "RegistryMirrorCore", "RegistryMirrorSystem", "CSignalGateEarly",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -39,11 +39,25 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
 public enum ConfigLoader {
     public static let commandLine = "command line"
 
-    /// Parses and validates. `path` only names the source in error messages.
+    /// The largest config file read: anything bigger is refused, never cut.
+    public static let maximumFileSize = 1 << 20
+
+    /// Checks the raw bytes of a config file, then parses and validates it: a file that is not valid
+    /// UTF-8, holds a NUL byte (or a `\u0000` escape, which the TOML parser would cut a string at), or
+    /// is larger than `maximumFileSize` is refused as a whole. `path` only names the source in messages.
+    public static func load(bytes: some Collection<UInt8>, path: String, mirrors: [String] = []) throws(ConfigError) -> AgentConfig {
+        if let problem = ConfigBytes.problem(bytes, path: path) { throw ConfigError(problems: [problem]) }
+        return try load(toml: String(decoding: bytes, as: UTF8.self), path: path, mirrors: mirrors)
+    }
+
+    /// Parses and validates text already known to be clean (see `load(bytes:)`); nil: no config file,
+    /// positional mirrors only. `path` only names the source in error messages.
     public static func load(toml: String?, path: String, mirrors: [String] = []) throws(ConfigError) -> AgentConfig {
         var problems: [ConfigProblem] = []
         var config = AgentConfig()
-        if let toml {
+        if let toml, let problem = ConfigBytes.nulEscapeProblem(toml, path: path) {
+            problems.append(problem)
+        } else if let toml {
             do {
                 let table = try TOMLTable(string: toml)
                 var reader = Reader(source: path, problems: [])
