@@ -1,3 +1,4 @@
+#define _GNU_SOURCE  // pipe2
 #include "ccr_signal_gate.h"
 
 #include <errno.h>
@@ -33,6 +34,14 @@ int ccr_signal_gate_install(void) {
     sigaction(SIGTERM, &action, NULL);
     sigaction(SIGINT, &action, NULL);
     sigaction(SIGHUP, &action, NULL);
+    // A parent may have blocked them across exec (a supervisor that spawns with a full mask): a signal
+    // sent meanwhile is pending, and is delivered to the handler now instead of never.
+    sigset_t ours;
+    sigemptyset(&ours);
+    sigaddset(&ours, SIGTERM);
+    sigaddset(&ours, SIGINT);
+    sigaddset(&ours, SIGHUP);
+    sigprocmask(SIG_UNBLOCK, &ours, NULL);
     return gate_read;
 }
 

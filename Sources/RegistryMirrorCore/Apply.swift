@@ -3,11 +3,18 @@ import Logging
 /// Receives progress for the service manager (sd_notify `STATUS=`). A no-op outside systemd.
 public protocol StatusReporter: Sendable {
     func status(_ text: String)
+    /// False when nobody reads the status (no service manager): then it is not even built.
+    var isListening: Bool { get }
+}
+
+extension StatusReporter {
+    public var isListening: Bool { true }
 }
 
 public struct SilentStatus: StatusReporter {
     public init() {}
     public func status(_ text: String) {}
+    public var isListening: Bool { false }
 }
 
 /// How an apply run ended.
@@ -70,7 +77,15 @@ public struct Applier: Sendable {
         if state.allSettled {
             return finish(report, state: state, started: started)
         }
-        status.status(state.statusText)
+        // The status names what is still waiting; with a thousand registries building it on every
+        // probe result would cost more than the probing, so it is rebuilt at most four times a second.
+        var statusDue = ContinuousClock.now
+        func reportStatus() {
+            guard status.isListening, ContinuousClock.now >= statusDue else { return }
+            status.status(state.statusText)
+            statusDue = ContinuousClock.now + .milliseconds(250)
+        }
+        reportStatus()
 
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
         await withTaskGroup(of: Void.self) { group in
@@ -98,11 +113,11 @@ public struct Applier: Sendable {
                 case .probed(let ri, let hi, let attempt, let result):
                     handle(ri, hi, attempt, result, state: &state, report: &report)
                     if state.allSettled { break loop }
-                    status.status(state.statusText)
+                    reportStatus()
                 case .deadline:
                     report.deadlineReached = true
                     logger.error(
-                        "deadline of \(config.probe.deadline) reached; still waiting for \(state.unsettledNames.joined(separator: ", "))")
+                        "deadline of \(config.probe.deadline) reached; still waiting for \(Self.list(state.unsettledNames))")
                     break loop
                 case .stop:
                     report.interrupted = true
@@ -139,6 +154,7 @@ public struct Applier: Sendable {
         let host = registry.hosts[hi]
         let previous = state.hosts[ri][hi]
         state.hosts[ri][hi] = HostProgress(attempts: attempt, last: result)
+        defer { state.refresh(ri) }
         var log = logger
         log[metadataKey: LogKey.upstream] = "\(registry.upstream)"
         log[metadataKey: LogKey.host] = "\(host.url)"
@@ -179,6 +195,7 @@ public struct Applier: Sendable {
             try reconciler.reconcile(
                 upstream: registry.upstream, desired: HostsFile.render(registry, hosts: hosts), configured: true)
             state.configured[ri] = true
+            state.refresh(ri)
         } catch {
             fail(ri, error, state: &state, report: &report)
         }
@@ -187,6 +204,7 @@ public struct Applier: Sendable {
     private func fail(_ ri: Int, _ error: HostsError, state: inout ProgressState, report: inout ApplyReport) {
         let upstream = config.registries[ri].upstream
         state.failed[ri] = true
+        state.refresh(ri)
         report.failed[upstream] = error.description
         var log = logger
         log[metadataKey: LogKey.upstream] = "\(upstream)"
@@ -230,6 +248,12 @@ public struct Applier: Sendable {
         return report
     }
 
+    /// `a, b, c and 997 more`: a log line stays readable with a thousand registries.
+    static func list(_ names: [String], limit: Int = 10) -> String {
+        names.count <= limit
+            ? names.joined(separator: ", ") : names.prefix(limit).joined(separator: ", ") + " and \(names.count - limit) more"
+    }
+
     static func attempts(_ n: Int) -> String { n == 1 ? "1 attempt" : "\(n) attempts" }
 }
 
@@ -238,13 +262,16 @@ struct HostProgress: Sendable {
     var last: ProbeResult
 }
 
-/// Per-registry progress of one apply run.
+/// Per-registry progress of one apply run. Whether each registry is settled is kept up to date by
+/// `refresh` and counted, so "is everything settled?" costs nothing per probe result.
 struct ProgressState {
     let config: AgentConfig
     var hosts: [[HostProgress?]]
     var configured: [Bool]
     var failed: [Bool]
     var staleChecked: [Bool]
+    private var settled: [Bool]
+    private var settledCount = 0
 
     init(config: AgentConfig) {
         self.config = config
@@ -252,15 +279,21 @@ struct ProgressState {
         configured = Array(repeating: false, count: config.registries.count)
         failed = configured
         staleChecked = configured
+        settled = configured
     }
 
     /// Every registry has failed for good, or is configured and every one of its hosts has answered
     /// at least once (bounded by the probe timeout), so a file lists all the hosts that are up, not
     /// only the quickest. Hosts still down after that are not waited for: watch adds them later.
-    var allSettled: Bool {
-        config.registries.indices.allSatisfy { ri in
+    var allSettled: Bool { settledCount == config.registries.count }
+
+    /// Re-evaluates registry `ri` after its progress changed.
+    mutating func refresh(_ ri: Int) {
+        let now =
             failed[ri] || (configured[ri] && (!config.registries[ri].readinessProbe || hosts[ri].allSatisfy { $0 != nil }))
-        }
+        guard now != settled[ri] else { return }
+        settled[ri] = now
+        settledCount += now ? 1 : -1
     }
 
     var unsettledNames: [String] {
@@ -273,7 +306,7 @@ struct ProgressState {
         var text = "\(done)/\(config.registries.count) registries configured"
         let waiting = config.registries.indices.filter { !configured[$0] && !failed[$0] }
         if !waiting.isEmpty {
-            let parts = waiting.map { ri -> String in
+            let parts = waiting.prefix(4).map { ri -> String in
                 let registry = config.registries[ri]
                 let detail = registry.hosts.indices.compactMap { hi -> String? in
                     guard let p = hosts[ri][hi] else { return nil }
@@ -281,7 +314,8 @@ struct ProgressState {
                 }
                 return detail.isEmpty ? registry.upstream : "\(registry.upstream) (\(detail.joined(separator: "; ")))"
             }
-            text += "; waiting for " + parts.joined(separator: ", ")
+            text += "; waiting for " + parts.prefix(3).joined(separator: ", ")
+            if waiting.count > 3 { text += " and \(waiting.count - 3) more" }
         }
         return text
     }

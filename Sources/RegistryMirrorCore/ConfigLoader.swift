@@ -131,6 +131,8 @@ public enum ConfigLoader {
 
 /// Walks the parsed TOML document, collecting every problem rather than stopping at the first.
 private struct Reader {
+    static let tokenCharacters = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
     let source: String
     var problems: [ConfigProblem]
 
@@ -266,9 +268,17 @@ private struct Reader {
             }
             probe[keyPath: keyPath] = n
         }
-        for key in ["connect_timeout", "timeout", "initial_interval", "max_interval", "watch_interval"] {
-            if let d = durations.first(where: { $0.0 == key }).map({ probe[keyPath: $0.1] }), d.isZero, t[key] != nil {
+        // Below a millisecond, libcurl's millisecond options round a timeout to 0, which means "none".
+        for (key, keyPath) in durations where t[key] != nil {
+            let d = probe[keyPath: keyPath]
+            if key == "deadline" {
+                if !d.isZero && d < .milliseconds(1) {
+                    problem("probe.deadline", "\(d) is below 1ms", "write at least \"1ms\", or \"0s\" to wait without a deadline")
+                }
+            } else if d.isZero {
                 problem("probe.\(key)", "must be greater than 0s", "write e.g. \(key) = \"1s\"")
+            } else if d < .milliseconds(1) {
+                problem("probe.\(key)", "\(d) is below 1ms", "write at least \"1ms\", e.g. \(key) = \"1s\"")
             }
         }
         if probe.initialInterval > probe.maxInterval {
@@ -358,6 +368,9 @@ private struct Reader {
             host.capabilities = caps
         }
         if t["dial_timeout"] != nil, let d = duration(t, "dial_timeout", at: "\(path).dial_timeout") {
+            if !d.isZero && d < .milliseconds(1) {
+                problem("\(path).dial_timeout", "\(d) is below 1ms", "write at least \"1ms\", or \"0s\" to leave it out")
+            }
             host.dialTimeout = d.isZero ? nil : d
         }
         if let value = t["ca"], let ca = strings(value, at: "\(path).ca", example: "ca = [\"/etc/containerd/certs.d/ca.pem\"]") {
@@ -370,13 +383,14 @@ private struct Reader {
         if let value = t["header"], let ht = table(value, at: "\(path).header", example: "[registry.host.header]") {
             for name in ht.keys.sorted() {
                 let field = "\(path).header.\(name)"
-                if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "!#$%&'*+-.^_`|~".contains($0)) }) {
+                // An RFC 9110 token.
+                if name.isEmpty || !name.unicodeScalars.allSatisfy({ $0.isASCII && (Self.tokenCharacters.contains(Character($0))) }) {
                     problem(field, "\"\(name)\" is not a valid HTTP header name", "use letters, digits and - only")
                     continue
                 }
                 guard let values = strings(ht[name]!, at: field, example: "\(name) = [\"value\"]") else { continue }
-                if values.contains(where: { $0.contains("\n") || $0.contains("\r") }) {
-                    problem(field, "a header value contains a line break", "remove it")
+                if values.contains(where: { v in v.unicodeScalars.contains { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7F } }) {
+                    problem(field, "a header value contains a control character (a line break, NUL, ...)", "remove it; only tab is allowed")
                     continue
                 }
                 host.headers.append((name, values))

@@ -114,6 +114,9 @@ public struct HealthReport: Sendable {
                     fileState = "absent"
                 }
             case .managed(let current):
+                for problem in HostsFile.readProblems(current) {
+                    add(.critical, "\(entry.filePath): \(problem); run apply")
+                }
                 if current == entry.desired {
                     fileState = "ok"
                 } else {

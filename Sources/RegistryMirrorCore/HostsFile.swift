@@ -1,3 +1,5 @@
+import TOMLKit
+
 /// The hosts.toml this agent writes for one upstream, and how to tell its files from others'.
 public enum HostsFile {
     /// First line of every file this agent owns. A hosts.toml without it is foreign and never changed.
@@ -35,6 +37,39 @@ public enum HostsFile {
             }
         }
         return out
+    }
+
+    /// Why containerd would not read `text` (a hosts.toml) as meant: not TOML (containerd then ignores
+    /// the whole file), a host key or server it parses differently from the agent, a header it would
+    /// refuse. Empty when the file is fine. A file this agent rendered from a valid config never has any.
+    public static func readProblems(_ text: String) -> [String] {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch {
+            return ["is not valid TOML, so containerd ignores all of it"]
+        }
+        var problems: [String] = []
+        if let server = table["server"] {
+            if let url = server.string, let why = HostURL.problem(url) {
+                problems.append("server \(quote(url)) \(why)")
+            } else if server.string == nil {
+                problems.append("server is not a string")
+            }
+        }
+        for key in (table["host"]?.table?.keys).map(Array.init) ?? [] {
+            if let why = HostURL.problem(key) {
+                problems.append("host \(quote(key)) \(why), so containerd does not use it as the agent probed it")
+            }
+            guard let headers = table["host"]?.table?[key]?.table?["header"]?.table else { continue }
+            for name in headers.keys {
+                let values = headers[name]?.array.map { $0.compactMap(\.string) } ?? headers[name]?.string.map { [$0] } ?? []
+                if values.contains(where: { v in v.unicodeScalars.contains { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7F } }) {
+                    problems.append("host \(quote(key)) header \(quote(name)) holds a control character")
+                }
+            }
+        }
+        return problems
     }
 
     static func array(_ items: [String]) -> String {

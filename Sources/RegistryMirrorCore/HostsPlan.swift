@@ -17,16 +17,23 @@ public struct UpstreamDirState: Sendable, Equatable {
 
     public var directory: Directory
     public var file: File
+    /// Something named hosts.toml.orig exists (of any kind): a foreign file cannot be backed up.
     public var backupExists: Bool
+    /// hosts.toml.orig is a regular file (not a symlink): only then can it ever be restored.
+    public var backupIsRegularFile: Bool
     /// The ownership record this agent leaves in directories it writes to; nil when there is none.
     public var record: OwnershipRecord?
     /// The text of a foreign hosts.toml, when the store read it (for `plan`'s diff); never changed.
     public var foreignContent: String?
 
-    public init(directory: Directory, file: File = .absent, backupExists: Bool = false, record: OwnershipRecord? = nil) {
+    public init(
+        directory: Directory, file: File = .absent, backupExists: Bool = false, backupIsRegularFile: Bool? = nil,
+        record: OwnershipRecord? = nil
+    ) {
         self.directory = directory
         self.file = file
         self.backupExists = backupExists
+        self.backupIsRegularFile = backupIsRegularFile ?? backupExists
         self.record = record
     }
 
@@ -46,22 +53,48 @@ public struct OwnershipRecord: Sendable, Equatable {
     public static let fileName = ".configure-containerd-registries"
     /// True when the directory did not exist before: `remove` deletes it again once empty.
     public var createdDirectory: Bool
+    /// True when this agent renamed a foreign hosts.toml to hosts.toml.orig: only then does it ever
+    /// rename hosts.toml.orig back. An administrator's own .orig is never touched.
+    public var madeBackup: Bool
 
-    public init(createdDirectory: Bool) { self.createdDirectory = createdDirectory }
+    public init(createdDirectory: Bool, madeBackup: Bool = false) {
+        self.createdDirectory = createdDirectory
+        self.madeBackup = madeBackup
+    }
 
     public var serialized: String {
         "# written by configure-containerd-registries; do not edit\ncreated_directory = \(createdDirectory)\n"
+            + "made_backup = \(madeBackup)\n"
     }
 
+    /// Reads `key = true|false` lines; anything else (a record of an older version without
+    /// `made_backup`) counts as false, the safe side: nothing is deleted or restored on its word.
     public init(parsing text: String) {
-        createdDirectory = text.contains("created_directory = true")
+        var values: [Substring: Bool] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingSpaces }
+            if parts.count == 2 { values[parts[0]] = parts[1] == "true" }
+        }
+        createdDirectory = values["created_directory"] ?? false
+        madeBackup = values["made_backup"] ?? false
+    }
+}
+
+extension Substring {
+    fileprivate var trimmingSpaces: Substring {
+        var s = self
+        while s.first == " " { s.removeFirst() }
+        while s.last == " " { s.removeLast() }
+        return s
     }
 }
 
 /// One step on disk, carried out in order by the hosts store. Every step is atomic on its own and the
 /// order is chosen so that a crash between two steps leaves a state the next run can finish from.
 public enum FileAction: Sendable, Equatable {
-    case createDirectory
+    /// Create the upstream directory already holding this record (made under a temporary name and
+    /// renamed into place), so no crash can leave a directory of ours that does not say so.
+    case createDirectory(OwnershipRecord)
     case writeRecord(OwnershipRecord)
     /// Rename the foreign hosts.toml to hosts.toml.orig.
     case backUpForeign
@@ -101,10 +134,11 @@ public enum HostsPlan {
         case .notDirectory:
             throw conflict("the directory is a symlink or not a directory; refusing to follow it (replace it with a real directory)")
         case .absent:
-            return [.createDirectory, .writeRecord(OwnershipRecord(createdDirectory: true)), .write(desired)]
+            return [.createDirectory(OwnershipRecord(createdDirectory: true)), .write(desired)]
         case .directory:
             var steps: [FileAction] = []
-            if observed.record == nil { steps.append(.writeRecord(OwnershipRecord(createdDirectory: false))) }
+            let record = observed.record ?? OwnershipRecord(createdDirectory: false)
+            if observed.record == nil, observed.file != .foreign { steps.append(.writeRecord(record)) }
             switch observed.file {
             case .notRegular:
                 throw conflict("hosts.toml is a symlink or not a regular file; refusing to replace it (remove it by hand)")
@@ -116,7 +150,11 @@ public enum HostsPlan {
                 throw conflict(
                     "hosts.toml is not ours and hosts.toml.orig already exists; move one of them away so the foreign file can be backed up")
             case .foreign:
-                return steps + [.backUpForeign, .write(desired)]
+                // The record says so before the rename: a crash in between leaves a record that
+                // promises a backup which is not there yet, and the next run makes it.
+                var backedUp = record
+                backedUp.madeBackup = true
+                return (observed.record == backedUp ? [] : [.writeRecord(backedUp)]) + [.backUpForeign, .write(desired)]
             }
         }
     }
@@ -130,7 +168,7 @@ public enum HostsPlan {
             fileGone = true
         }
         guard !configured, observed.isOurs else { return steps }
-        if fileGone && observed.backupExists { steps.append(.restoreBackup) }
+        if fileGone && observed.backupIsRegularFile && observed.record?.madeBackup == true { steps.append(.restoreBackup) }
         if observed.record != nil { steps.append(.removeRecord) }
         if observed.record?.createdDirectory == true { steps.append(.removeDirectory) }
         return steps

@@ -27,8 +27,10 @@ public protocol HostsStore: Sendable {
     func perform(_ actions: [FileAction], upstream: String) throws(StoreError)
     /// Upstream directories that hold a file of ours (a managed hosts.toml or an ownership record).
     func upstreamsWithOurFiles() throws(StoreError) -> [String]
-    /// Runs `body` holding the lock that keeps two instances from interleaving writes.
-    func withLock<T>(_ body: () throws -> T) throws -> T
+    /// Runs `body` holding the lock that keeps two instances from interleaving writes. The lock
+    /// belongs to the hosts directory, whatever the spelling of its path. `creatingRoot`: create
+    /// hosts_dir first (a write is coming); otherwise a missing hosts_dir needs no lock.
+    func withLock<T>(creatingRoot: Bool, _ body: () throws -> T) throws -> T
 }
 
 /// Either way a directory can refuse to take the state we want.
@@ -63,7 +65,7 @@ public struct HostsReconciler: Sendable {
         log[metadataKey: LogKey.file] = "\(path)"
         let steps: [FileAction]
         do {
-            steps = try store.withLock {
+            steps = try store.withLock(creatingRoot: desired != nil) {
                 let observed = try store.observe(upstream)
                 let steps = try HostsPlan.actions(
                     upstream: upstream, desired: desired, configured: configured, observed: observed)

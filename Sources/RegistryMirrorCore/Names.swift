@@ -10,23 +10,35 @@ public enum Names {
         if text.contains(where: { $0.isWhitespace }) { return "contains whitespace" }
         if text.contains("..") { return "contains \"..\"" }
         if text.contains("/") { return "contains \"/\" (a path); write the registry host only, e.g. \"docker.io\"" }
+        // It becomes a directory name: one the file system cannot hold is a config error, not a write error.
+        if text.utf8.count > maximumUpstreamBytes {
+            return "is \(text.utf8.count) bytes long; a directory name holds at most \(maximumUpstreamBytes)"
+        }
         return hostPortProblem(text)
     }
+
+    /// NAME_MAX on Linux file systems: the longest name a directory entry can have.
+    public static let maximumUpstreamBytes = 255
 
     /// Why `text` (host[:port], IPv6 bracketed) is not valid, or nil.
     static func hostPortProblem(_ text: String) -> String? {
         var host = Substring(text)
         var port: Substring?
+        var bracketed = false
         if host.hasPrefix("[") {
             guard let close = host.firstIndex(of: "]") else { return "has an unclosed \"[\" in an IPv6 literal" }
             let inner = host[host.index(after: host.startIndex)..<close]
-            guard isIPv6(inner) else { return "has an invalid IPv6 literal \"\(inner)\"" }
+            // containerd cannot use a zone (fe80::1%eth0): Go's URL parser wants it escaped as %25,
+            // and a zone is meaningless to every other node anyway.
+            if inner.contains("%") { return "has an IPv6 zone (\"%...\"); use an address without a zone" }
+            guard isIPv6(inner) else { return "has an invalid IPv6 literal" }
             let after = host[host.index(after: close)...]
             if !after.isEmpty {
                 guard after.hasPrefix(":") else { return "has text after the IPv6 literal" }
                 port = after.dropFirst()
             }
             host = ""
+            bracketed = true
         } else if let colon = host.firstIndex(of: ":") {
             port = host[host.index(after: colon)...]
             host = host[..<colon]
@@ -37,7 +49,7 @@ public enum Names {
                 (1...65535).contains(n)
             else { return "has an invalid port \"\(port)\" (1-65535)" }
         }
-        if host.isEmpty { return nil }
+        if host.isEmpty { return bracketed ? nil : "has no host name before the port" }
         if isIPv4(host) { return nil }
         if host.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }) { return "is not a valid IPv4 address" }
         return dnsNameProblem(host)
@@ -84,9 +96,8 @@ public enum Names {
         return parts
     }
 
+    /// An IPv6 address without a zone.
     static func isIPv6(_ text: Substring) -> Bool {
-        var text = text
-        if let zone = text.firstIndex(of: "%") { text = text[..<zone] }  // fe80::1%eth0
         guard !text.isEmpty else { return false }
         let halves = splitOnDoubleColon(String(text))
         guard halves.count <= 2 else { return false }
@@ -129,12 +140,28 @@ public struct HostURL: Sendable, Equatable {
         path = String(rest[slash...])
     }
 
-    /// Why `text` is not an absolute http(s) URL fit for hosts.toml, or nil.
+    /// Why `text` is not an absolute http(s) URL fit for hosts.toml, or nil. The rules are those under
+    /// which containerd (Go's net/url applied to a `[host."..."]` key) reads the URL exactly as the agent
+    /// probes it: a lowercase scheme, a host with no user information and no IPv6 zone, and a path of
+    /// RFC 3986 characters with valid `%XX` escapes only. Anything else made containerd ignore the whole
+    /// file, skip the host or send requests to another path.
     public static func problem(_ text: String) -> String? {
+        if let bad = text.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            return "contains a control character (U+\(String(bad.value, radix: 16, uppercase: true)))"
+        }
+        if text.contains(where: { $0.isWhitespace }) { return "contains whitespace" }
         guard let sep = text.range(of: "://") else { return "is not an absolute URL (no scheme)" }
-        let scheme = text[..<sep.lowerBound].lowercased()
-        guard scheme == "http" || scheme == "https" else { return "has scheme \"\(scheme)\"; only http and https work" }
-        if text.contains(where: { $0.isWhitespace || $0.isNewline }) { return "contains whitespace" }
+        let scheme = text[..<sep.lowerBound]
+        guard scheme == "http" || scheme == "https" else {
+            if scheme.lowercased() == "http" || scheme.lowercased() == "https" {
+                return "has scheme \"\(scheme)\"; write it in lowercase (\(scheme.lowercased())://)"
+            }
+            return "has scheme \"\(scheme)\"; only http and https work"
+        }
+        if let bad = text.unicodeScalars.first(where: { !$0.isASCII }) {
+            return "contains \"\(bad)\", which is not ASCII; percent-encode it (%XX)"
+        }
+        if text.contains("\"") || text.contains("\\") { return "contains a quote or backslash" }
         if text.contains("?") || text.contains("#") { return "has a query or fragment" }
         let rest = text[sep.upperBound...]
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
@@ -142,7 +169,28 @@ public struct HostURL: Sendable, Equatable {
         if authority.contains("@") { return "has user information; put credentials in a header instead" }
         if authority.isEmpty { return "has no host" }
         if let problem = Names.hostPortProblem(String(authority)) { return "host \(problem)" }
-        if rest[slash...].split(separator: "/").contains("..") { return "has \"..\" in its path" }
+        let path = rest[slash...]
+        if path.split(separator: "/").contains("..") { return "has \"..\" in its path" }
+        if let bad = path.first(where: { !pathCharacters.contains($0) && $0 != "%" }) {
+            return "has \"\(bad)\" in its path; only letters, digits, -._~!$&'()*+,;=:@/ and %XX escapes are read as written"
+        }
+        if let problem = percentEscapeProblem(path) { return problem }
+        return nil
+    }
+
+    /// RFC 3986 path characters other than `%`: unreserved, sub-delims, `:`, `@` and `/`.
+    static let pathCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/")
+
+    /// Every `%` must start an escape of two hex digits: Go's parser refuses the URL otherwise.
+    static func percentEscapeProblem(_ path: Substring) -> String? {
+        var i = path.startIndex
+        while let percent = path[i...].firstIndex(of: "%") {
+            let digits = path[path.index(after: percent)...].prefix(2)
+            guard digits.count == 2, digits.allSatisfy(\.isHexDigit) else {
+                return "has an invalid % escape in its path (write %25 for a literal %)"
+            }
+            i = digits.endIndex
+        }
         return nil
     }
 }

@@ -164,7 +164,8 @@ public struct Watcher: Sendable {
         let previous = state.trackers[key]
         state.trackers[key] = tracker
         state.lastResultTime = wallClock()
-        guard let ri = state.config.registries.firstIndex(where: { $0.upstream == key.upstream }) else { return }
+        if previous?.inFile == nil && tracker.inFile != nil { state.decidedHosts += 1 }
+        guard let ri = state.registryIndex[key.upstream] else { return }
         var log = logger
         log[metadataKey: LogKey.upstream] = "\(key.upstream)"
         log[metadataKey: LogKey.host] = "\(key.url)"
@@ -192,17 +193,20 @@ public struct Watcher: Sendable {
             log.info("mirror suspect: \(tracker.last?.reason ?? ""); probing faster")
         }
 
-        if !state.firstPassDone && state.config.registries.allSatisfy({ r in
-            r.hosts.allSatisfy { state.trackers[HostKey(upstream: r.upstream, url: $0.url)]?.inFile != nil }
-        }) {
+        if !state.firstPassDone && state.decidedHosts == state.hostCount {
             state.firstPassDone = true
             logger.notice("watch: first pass done: \(state.statusText)")
             notifier.ready()
             notifier.status(state.statusText)
+            writeMetrics(&state, force: true)
         } else if changed && state.firstPassDone {
-            notifier.status(state.statusText)
+            if notifier.isListening { notifier.status(state.statusText) }
+            writeMetrics(&state, force: true)
+        } else {
+            // During the first pass every result is a change: writing the whole text for each would
+            // make the first pass quadratic in the number of mirrors. Once a second is enough.
+            writeMetrics(&state, force: false)
         }
-        writeMetrics(&state, force: changed)
     }
 
     /// Writes the registry's file for the hosts that are in; removes it while none is, once every host
@@ -232,6 +236,7 @@ public struct Watcher: Sendable {
             state.config = config
             let keys = Set(config.registries.flatMap { r in r.hosts.map { HostKey(upstream: r.upstream, url: $0.url) } })
             state.trackers = state.trackers.filter { keys.contains($0.key) }
+            state.decidedHosts = state.trackers.values.filter { $0.inFile != nil }.count
             reconciler.removeUpstreams(notIn: Set(config.registries.map(\.upstream)))
             for ri in config.registries.indices { reconcile(ri, state: &state) }
             logger.notice("config reloaded: \(config.registries.count) registries, \(state.hostCount) mirrors")
@@ -257,7 +262,14 @@ public struct Watcher: Sendable {
 }
 
 struct WatchState {
-    var config: AgentConfig
+    var config: AgentConfig {
+        didSet { index() }
+    }
+    /// Upstream to its position in `config.registries`, and the number of hosts: looked up per result.
+    private(set) var registryIndex: [String: Int] = [:]
+    private(set) var hostCount = 0
+    /// Hosts whose first result is in (`inFile` no longer nil): the first pass is done when all are.
+    var decidedHosts = 0
     var trackers: [Watcher.HostKey: HostTracker] = [:]
     var fileInPlace: [String: Bool] = [:]
     var generation = 0
@@ -265,9 +277,15 @@ struct WatchState {
     var lastMetricsWrite = 0.0
     var lastResultTime = 0.0
 
-    init(config: AgentConfig) { self.config = config }
+    init(config: AgentConfig) {
+        self.config = config
+        index()
+    }
 
-    var hostCount: Int { config.registries.reduce(0) { $0 + $1.hosts.count } }
+    private mutating func index() {
+        registryIndex = Dictionary(config.registries.enumerated().map { ($1.upstream, $0) }, uniquingKeysWith: { a, _ in a })
+        hostCount = config.registries.reduce(0) { $0 + $1.hosts.count }
+    }
 
     /// `3/3 registries have a mirror in hosts.toml; 4/5 mirrors in; down: quay.io http://...`
     var statusText: String {

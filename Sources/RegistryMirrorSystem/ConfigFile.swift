@@ -15,16 +15,70 @@ public enum ConfigFile {
         }
     }
 
-    /// The file's text; `.missing` when it does not exist.
-    public static func read(_ path: String) throws(ReadError) -> String {
-        guard let bytes = readWholeFile(path, limit: 4 << 20) else {
-            if errno == ENOENT { throw .missing(path) }
-            throw .unreadable(path, String(cString: strerror(errno)))
+    /// The whole file, never a part of it. Opened without blocking and refused unless it is a regular
+    /// file of at most `limit` bytes: a FIFO, a device like /dev/zero, a directory or a huge file gives
+    /// `.unreadable` at once instead of hanging, reading forever or being cut silently.
+    public static func read(_ path: String, limit: Int = ConfigLoader.maximumFileSize) throws(ReadError) -> [UInt8] {
+        let bytes: [UInt8]
+        do {
+            bytes = try RegularFile.read(path, limit: limit)
+        } catch where error.errno == ENOENT {
+            throw .missing(path)
+        } catch {
+            throw .unreadable(path, error.reason)
         }
-        return String(decoding: bytes, as: UTF8.self)
+        guard bytes.count <= limit else {
+            throw .unreadable(path, "larger than \(limit / 1024) KiB; a config file is a few KiB")
+        }
+        return bytes
     }
 
     public static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
+    }
+}
+
+/// Reading small files that must be regular files (configs, CA bundles, client keys) without ever
+/// blocking on a FIFO or a device.
+enum RegularFile {
+    struct Failure: Error {
+        var errno: Int32
+        var reason: String
+    }
+
+    /// Up to `limit` + 1 bytes of the regular file at `path`.
+    static func read(_ path: String, limit: Int) throws(Failure) -> [UInt8] {
+        let raw = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard raw >= 0 else { throw Failure(errno: errno, reason: String(cString: strerror(errno))) }
+        let fd = FileDescriptor(raw)
+        var info = stat()
+        guard fstat(fd.raw, &info) == 0 else { throw Failure(errno: errno, reason: String(cString: strerror(errno))) }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw Failure(errno: EINVAL, reason: "not a regular file (\(fileTypeName(info.st_mode)))")
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(min(Int(info.st_size), limit) + 1)
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while out.count <= limit {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd.raw, $0.baseAddress, min($0.count, limit + 1 - out.count)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Failure(errno: errno, reason: String(cString: strerror(errno)))
+            }
+            if n == 0 { break }
+            out += chunk[0..<n]
+        }
+        return out
+    }
+
+    static func fileTypeName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFDIR: "a directory"
+        case S_IFSOCK: "a socket"
+        default: "not a regular file"
+        }
     }
 }

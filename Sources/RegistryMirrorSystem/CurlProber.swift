@@ -30,10 +30,17 @@ public final class CurlProber: MirrorProber, @unchecked Sendable {
     private static let globalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
     public func probe(_ host: MirrorHost, settings: ProbeSettings) async -> ProbeResult {
+        // TLS files are read here, never on the loop thread, and without blocking: a CA file that is a
+        // FIFO, or unreadable, marks only this host down and delays no other probe.
+        let material: TLSMaterial
+        switch TLSMaterial.load(host) {
+        case .success(let loaded): material = loaded
+        case .failure(let failure): return ProbeResult(state: .down, reason: failure.reason)
+        }
         let id = nextID.add(1, ordering: .relaxed).oldValue
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<ProbeResult, Never>) in
-                let transfer = Transfer(id: id, host: host, settings: settings, continuation: continuation)
+                let transfer = Transfer(id: id, host: host, settings: settings, tls: material, continuation: continuation)
                 pending.withLock { $0.adds.append(transfer) }
                 curl_multi_wakeup(multi)
             }
@@ -126,15 +133,20 @@ private struct Transfer: @unchecked Sendable {
     let id: UInt64
     let host: MirrorHost
     let settings: ProbeSettings
+    let tls: TLSMaterial
     let continuation: CheckedContinuation<ProbeResult, Never>
     var easy: UnsafeMutableRawPointer?
     var headers: UnsafeMutablePointer<curl_slist>?
     var errorBuffer: UnsafeMutablePointer<CChar>?
 
-    init(id: UInt64, host: MirrorHost, settings: ProbeSettings, continuation: CheckedContinuation<ProbeResult, Never>) {
+    init(
+        id: UInt64, host: MirrorHost, settings: ProbeSettings, tls: TLSMaterial,
+        continuation: CheckedContinuation<ProbeResult, Never>
+    ) {
         self.id = id
         self.host = host
         self.settings = settings
+        self.tls = tls
         self.continuation = continuation
     }
 
@@ -158,22 +170,19 @@ private struct Transfer: @unchecked Sendable {
         ccr_easy_setopt_string(easy, CURLOPT_USERAGENT, "configure-containerd-registries/\(AgentVersion.current)")
         ccr_easy_discard_body(easy)
 
-        if !host.ca.isEmpty {
-            var bundle: [UInt8] = []
-            for path in host.ca {
-                guard let bytes = readWholeFile(path) else {
-                    return ProbeResult(state: .down, reason: "TLS: cannot read CA file \(path): \(String(cString: strerror(errno)))")
-                }
-                bundle += bytes
-                bundle.append(0x0A)
-            }
-            bundle.withUnsafeMutableBytes { raw in
-                _ = ccr_easy_setopt_blob(easy, CURLOPT_CAINFO_BLOB, raw.baseAddress, raw.count)
-            }
+        // The bytes were read by `probe`; libcurl copies each blob, so no file is opened on this thread.
+        func blob(_ option: CURLoption, _ bytes: [UInt8]) {
+            var bytes = bytes
+            bytes.withUnsafeMutableBytes { raw in _ = ccr_easy_setopt_blob(easy, option, raw.baseAddress, raw.count) }
         }
-        if let pair = host.client.first {
-            ccr_easy_setopt_string(easy, CURLOPT_SSLCERT, pair[0])
-            ccr_easy_setopt_string(easy, CURLOPT_SSLKEY, pair.count > 1 ? pair[1] : pair[0])
+        if let ca = tls.caBundle { blob(CURLOPT_CAINFO_BLOB, ca) }
+        if let certificate = tls.clientCertificate {
+            blob(CURLOPT_SSLCERT_BLOB, certificate)
+            ccr_easy_setopt_string(easy, CURLOPT_SSLCERTTYPE, "PEM")
+        }
+        if let key = tls.clientKey {
+            blob(CURLOPT_SSLKEY_BLOB, key)
+            ccr_easy_setopt_string(easy, CURLOPT_SSLKEYTYPE, "PEM")
         }
         if host.skipVerify == true {
             ccr_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 0)
@@ -244,21 +253,48 @@ private struct Transfer: @unchecked Sendable {
     }
 }
 
-/// Reads a small file whole (CA bundles); nil with errno set on failure.
-func readWholeFile(_ path: String, limit: Int = 16 << 20) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while out.count < limit {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            return nil
-        }
-        if n == 0 { break }
-        out += chunk[0..<n]
+/// A host's CA bundle and client certificate and key, read from their files before the probe starts.
+struct TLSMaterial: Sendable {
+    var caBundle: [UInt8]?
+    var clientCertificate: [UInt8]?
+    var clientKey: [UInt8]?
+
+    struct Failure: Error {
+        var reason: String
     }
-    return out
+
+    /// Larger than any real CA bundle; a bigger file is refused rather than read for ever.
+    static let limit = 16 << 20
+
+    static func load(_ host: MirrorHost) -> Result<TLSMaterial, Failure> {
+        func read(_ path: String, _ what: String) throws(Failure) -> [UInt8] {
+            let bytes: [UInt8]
+            do {
+                bytes = try RegularFile.read(path, limit: limit)
+            } catch {
+                throw Failure(reason: "TLS: cannot read \(what) \(path): \(error.reason)")
+            }
+            guard bytes.count <= limit else { throw Failure(reason: "TLS: \(what) \(path) is larger than 16 MiB") }
+            return bytes
+        }
+        do throws(Failure) {
+            var material = TLSMaterial()
+            if !host.ca.isEmpty {
+                var bundle: [UInt8] = []
+                for path in host.ca {
+                    bundle += try read(path, "CA file")
+                    bundle.append(0x0A)
+                }
+                material.caBundle = bundle
+            }
+            // The prober uses the first pair; a pair of one file is a combined certificate and key.
+            if let pair = host.client.first, let certificate = pair.first {
+                material.clientCertificate = try read(certificate, "client certificate")
+                material.clientKey = pair.count > 1 ? try read(pair[1], "client key") : material.clientCertificate
+            }
+            return .success(material)
+        } catch {
+            return .failure(error)
+        }
+    }
 }

@@ -1,33 +1,20 @@
 import CLinux
 import Glibc
 import RegistryMirrorCore
+import Synchronization
 
 /// The hosts directory on disk. Every path below the root is opened relative to a directory
 /// descriptor with O_NOFOLLOW, so a symlinked upstream directory or hosts.toml is seen as such and
 /// never followed; names are validated upstreams, so nothing escapes the root.
 public final class FileHostsStore: HostsStore, @unchecked Sendable {
     public let root: String
-    public let lockPath: String
+    /// Stale temporary directories are swept once per store, on its first locked write.
+    private let swept = Mutex(false)
 
-    /// - Parameter lockPath: defaults to `Self.defaultLockPath(for:)`.
-    public init(root: String, lockPath: String? = nil) {
+    public init(root: String) {
         var root = root
         while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
         self.root = root
-        self.lockPath = lockPath ?? Self.defaultLockPath(for: root)
-    }
-
-    /// One lock per hosts directory under /run, or beside the hosts directory when /run is not writable
-    /// (tests, containers). Every instance for the same directory computes the same path.
-    public static func defaultLockPath(for root: String) -> String {
-        let runDir = "/run/configure-containerd-registries"
-        if mkdir(runDir, 0o755) == 0 || errno == EEXIST, access(runDir, W_OK) == 0 {
-            let escaped = root.split(separator: "/").joined(separator: "-")
-            return "\(runDir)/\(escaped.isEmpty ? "root" : escaped).lock"
-        }
-        let parent = root.split(separator: "/").dropLast().joined(separator: "/")
-        let base = root.split(separator: "/").last.map(String.init) ?? "root"
-        return "/\(parent)\(parent.isEmpty ? "" : "/").\(base).configure-containerd-registries.lock"
     }
 
     public func filePath(_ upstream: String) -> String { "\(root)/\(upstream)/\(HostsFile.fileName)" }
@@ -58,7 +45,9 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
                 state.file = .notRegular
             }
         }
-        state.backupExists = try kind(dirFD, HostsFile.backupName, path: "\(dirPath)/\(HostsFile.backupName)") != nil
+        let backup = try kind(dirFD, HostsFile.backupName, path: "\(dirPath)/\(HostsFile.backupName)")
+        state.backupExists = backup != nil
+        state.backupIsRegularFile = backup.map { $0 & S_IFMT == S_IFREG } ?? false
         let recordPath = "\(dirPath)/\(OwnershipRecord.fileName)"
         if let mode = try kind(dirFD, OwnershipRecord.fileName, path: recordPath), mode & S_IFMT == S_IFREG {
             state.record = OwnershipRecord(parsing: try readSmallFile(dirFD, OwnershipRecord.fileName, path: recordPath))
@@ -82,7 +71,7 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
 
     public func perform(_ actions: [FileAction], upstream: String) throws(StoreError) {
         guard !actions.isEmpty else { return }
-        let creating = actions.contains(.createDirectory)
+        let creating = actions.contains { if case .createDirectory = $0 { true } else { false } }
         guard let rootFD = try openRoot(create: creating) else {
             throw StoreError(operation: "open", path: root, reason: "directory does not exist")
         }
@@ -96,26 +85,30 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         }
         for action in actions {
             switch action {
-            case .createDirectory:
-                try call("create directory", dirPath) { mkdirat(rootFD.raw, upstream, 0o755) }
-                let fd = try dir()
-                // mkdirat applies the umask; the design wants 0755 whatever it is.
-                try call("set mode of", dirPath) { fchmod(fd.raw, 0o755) }
-                try call("sync", root) { fsync(rootFD.raw) }
+            case .createDirectory(let record):
+                try createDirectory(rootFD, upstream, holding: record, path: dirPath)
             case .writeRecord(let record):
                 try AtomicFile.replace(in: try dir(), OwnershipRecord.fileName, record.serialized, dirPath: dirPath)
             case .write(let content):
                 try removeStaleTemporaries(try dir(), dirPath: dirPath)
                 try AtomicFile.replace(in: try dir(), HostsFile.fileName, content, dirPath: dirPath)
             case .backUpForeign:
-                try renameNoReplace(try dir(), HostsFile.fileName, HostsFile.backupName, dirPath: dirPath)
+                let fd = try dir()
+                // Still a foreign regular file? An administrator may have changed it since we looked.
+                guard case .foreign = try fileState(fd, path: dirPath) else {
+                    throw StoreError(operation: "back up", path: "\(dirPath)/\(HostsFile.fileName)", reason: "it changed since it was read; run again")
+                }
+                try renameNoReplace(fd, HostsFile.fileName, HostsFile.backupName, dirPath: dirPath)
             case .restoreBackup:
-                try renameNoReplace(try dir(), HostsFile.backupName, HostsFile.fileName, dirPath: dirPath)
+                let fd = try dir()
+                guard try kind(fd, HostsFile.backupName, path: dirPath).map({ $0 & S_IFMT == S_IFREG }) == true else {
+                    throw StoreError(operation: "restore", path: "\(dirPath)/\(HostsFile.backupName)", reason: "it is no longer a regular file")
+                }
+                try renameNoReplace(fd, HostsFile.backupName, HostsFile.fileName, dirPath: dirPath)
             case .removeManaged:
                 let fd = try dir()
                 try removeStaleTemporaries(fd, dirPath: dirPath)
-                try call("remove", "\(dirPath)/\(HostsFile.fileName)") { unlinkat(fd.raw, HostsFile.fileName, 0) }
-                try call("sync", dirPath) { fsync(fd.raw) }
+                try unlinkIfStillManaged(fd, dirPath: dirPath)
             case .removeRecord:
                 let fd = try dir()
                 try removeStaleTemporaries(fd, dirPath: dirPath)
@@ -131,18 +124,23 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         }
     }
 
-    public func withLock<T>(_ body: () throws -> T) throws -> T {
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else {
-            throw StoreError(operation: "open lock file", path: lockPath, reason: String(cString: strerror(errno)))
-        }
-        let lock = FileDescriptor(fd)
+    /// The lock is `flock` on the hosts directory itself, so it belongs to the directory and not to the
+    /// spelling of its path: `/etc/containerd/certs.d`, `/etc/containerd/certs.d/.` and a symlink to it
+    /// are one lock. No lock file is needed anywhere. When the root does not exist and `creatingRoot` is
+    /// false there is nothing to lock, nor anything for `body` to find.
+    public func withLock<T>(creatingRoot: Bool, _ body: () throws -> T) throws -> T {
+        guard let rootFD = try openRoot(create: creatingRoot) else { return try body() }
         do {
-            try retryingEINTR("flock") { flock(lock.raw, LOCK_EX) }
+            try retryingEINTR("flock") { flock(rootFD.raw, LOCK_EX) }
         } catch {
-            throw StoreError(operation: "lock", path: lockPath, reason: error.reason)
+            throw StoreError(operation: "lock", path: root, reason: error.reason)
         }
-        defer { flock(lock.raw, LOCK_UN) }
+        defer { flock(rootFD.raw, LOCK_UN) }
+        let sweep = swept.withLock { done in
+            defer { done = true }
+            return !done
+        }
+        if sweep { removeStaleNewDirectories(rootFD) }
         return try body()
     }
 
@@ -191,9 +189,13 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
     }
 
     private func readSmallFile(_ dir: FileDescriptor, _ name: String, path: String) throws(StoreError) -> String {
-        let raw = openat(dir.raw, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        let raw = openat(dir.raw, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard raw >= 0 else { throw StoreError(operation: "read", path: path, reason: String(cString: strerror(errno))) }
-        let fd = FileDescriptor(raw)
+        return try readAll(FileDescriptor(raw), path: path)
+    }
+
+    /// Up to 1 MiB of an open file, as text.
+    private func readAll(_ fd: FileDescriptor, path: String) throws(StoreError) -> String {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         while bytes.count < 1 << 20 {
@@ -207,6 +209,77 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
             bytes += chunk[0..<n]
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// hosts.toml as it is now, for the checks made just before a rename or unlink.
+    private func fileState(_ dir: FileDescriptor, path dirPath: String) throws(StoreError) -> UpstreamDirState.File {
+        let path = "\(dirPath)/\(HostsFile.fileName)"
+        guard let mode = try kind(dir, HostsFile.fileName, path: path) else { return .absent }
+        guard mode & S_IFMT == S_IFREG else { return .notRegular }
+        let content = try readSmallFile(dir, HostsFile.fileName, path: path)
+        return HostsFile.isManaged(content) ? .managed(content) : .foreign
+    }
+
+    /// Unlinks hosts.toml only if the file there now is still ours: read it through a descriptor,
+    /// check the marker, and check the name still points at that same inode just before unlinking.
+    private func unlinkIfStillManaged(_ dir: FileDescriptor, dirPath: String) throws(StoreError) {
+        let path = "\(dirPath)/\(HostsFile.fileName)"
+        let raw = openat(dir.raw, HostsFile.fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        if raw < 0 && errno == ENOENT { return }
+        guard raw >= 0 else { throw StoreError(operation: "remove", path: path, reason: String(cString: strerror(errno))) }
+        let fd = FileDescriptor(raw)
+        var opened = stat()
+        var named = stat()
+        guard fstat(fd.raw, &opened) == 0, opened.st_mode & S_IFMT == S_IFREG,
+            HostsFile.isManaged(try readAll(fd, path: path)),
+            fstatat(dir.raw, HostsFile.fileName, &named, AT_SYMLINK_NOFOLLOW) == 0,
+            named.st_ino == opened.st_ino, named.st_dev == opened.st_dev
+        else {
+            throw StoreError(operation: "remove", path: path, reason: "it is no longer a file of ours; left alone")
+        }
+        try call("remove", path) { unlinkat(dir.raw, HostsFile.fileName, 0) }
+        try call("sync", dirPath) { fsync(dir.raw) }
+    }
+
+    /// Creates `<root>/<name>` holding the ownership record: the directory is built under a temporary
+    /// name and renamed into place (never over an existing one), so a crash or a full disk at any
+    /// moment leaves either no directory or one that says it is ours.
+    private func createDirectory(_ rootFD: FileDescriptor, _ name: String, holding record: OwnershipRecord, path: String) throws(StoreError) {
+        let temporary = "\(Self.newDirectoryPrefix)\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
+        try call("create directory", path) { mkdirat(rootFD.raw, temporary, 0o755) }
+        do throws(StoreError) {
+            let fd = try openDirectory(rootFD, temporary, path: "\(root)/\(temporary)")
+            // mkdirat applies the umask; directories are 0755 whatever it is.
+            try call("set mode of", path) { fchmod(fd.raw, 0o755) }
+            try AtomicFile.replace(in: fd, OwnershipRecord.fileName, record.serialized, dirPath: "\(root)/\(temporary)")
+            try call("create directory", path) { ccr_rename_noreplace(rootFD.raw, temporary, rootFD.raw, name) }
+        } catch {
+            removeNewDirectory(rootFD, temporary)
+            throw error
+        }
+        try call("sync", root) { fsync(rootFD.raw) }
+    }
+
+    static let newDirectoryPrefix = ".configure-containerd-registries.new."
+
+    /// Removes a temporary directory of ours and the only things it can hold (the record and its temp file).
+    private func removeNewDirectory(_ rootFD: FileDescriptor, _ name: String) {
+        let raw = openat(rootFD.raw, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if raw >= 0 {
+            let fd = FileDescriptor(raw)
+            for entry in (try? listDirectory(fd, path: name)) ?? []
+            where entry == OwnershipRecord.fileName || entry.hasPrefix(".\(OwnershipRecord.fileName).") {
+                unlinkat(fd.raw, entry, 0)
+            }
+        }
+        unlinkat(rootFD.raw, name, AT_REMOVEDIR)
+    }
+
+    /// Leftovers of a run killed while creating a directory.
+    private func removeStaleNewDirectories(_ rootFD: FileDescriptor) {
+        for name in (try? listDirectory(rootFD, path: root)) ?? [] where name.hasPrefix(Self.newDirectoryPrefix) {
+            removeNewDirectory(rootFD, name)
+        }
     }
 
     /// Leftovers of a run killed between creating a temp file and renaming it (hosts.toml or the

@@ -1,12 +1,16 @@
+import CLinux
+import CSignalGate
 import CSystemd
-import Dispatch
 import Glibc
 import Logging
 import RegistryMirrorCore
+import Synchronization
 
 /// sd_notify messages to systemd. Every call is a no-op when `NOTIFY_SOCKET` is unset.
 public struct SystemdNotifier: ServiceNotifier {
-    public init() {}
+    public let isListening: Bool
+
+    public init() { isListening = getenv("NOTIFY_SOCKET") != nil }
 
     public func status(_ text: String) { send("STATUS=\(text.replacingNewlines())") }
     public func ready() { send("READY=1") }
@@ -24,27 +28,119 @@ extension String {
     }
 }
 
-/// Signals as an async stream (SIGTERM and SIGINT by default): the handler only yields; the program
-/// decides what stopping or reloading means.
+/// SIGTERM, SIGINT and SIGHUP as the program sees them. The C gate (`CSignalGate`) catches them from
+/// the moment the executable is loaded and only writes their numbers to a pipe; a thread here reads
+/// the pipe and hands each signal to whoever subscribed. A signal that arrives before anyone has
+/// subscribed is kept and delivered on subscription, so a SIGTERM during start-up still ends apply
+/// with 75 instead of killing it half-way. Commands with nothing to finish call `exitOnTermination`.
 public enum Signals {
+    /// Starts reading the gate (installing it, if the executable's constructor did not). Idempotent.
+    public static func start() {
+        _ = hub
+    }
+
+    /// Yields once per signal in `signals`, and once at once if one of them arrived before.
     public static func stream(_ signals: [Int32] = [SIGTERM, SIGINT]) -> AsyncStream<Void> {
-        AsyncStream { continuation in
-            let sources = signals.map { number -> any DispatchSourceSignal in
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler { continuation.yield(()) }
-                source.resume()
-                return source
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+        let id = hub.subscribe(signals, continuation)
+        continuation.onTermination = { _ in hub.unsubscribe(id) }
+        return stream
+    }
+
+    /// From now on a signal nobody subscribed to ends the process at once with 128 + its number, as
+    /// the default action would (for plan, check and remove, which hold nothing that needs finishing).
+    public static func exitOnTermination() {
+        hub.exitOnUnhandled()
+    }
+
+    private static let hub: SignalHub = {
+        let fd = ccr_signal_gate_install()
+        precondition(fd >= 0, "cannot create the signal pipe: \(String(cString: strerror(errno)))")
+        let hub = SignalHub(fd: fd)
+        hub.startReading()
+        return hub
+    }()
+}
+
+private final class SignalHub: Sendable {
+    struct Subscriber {
+        var signals: [Int32]
+        var continuation: AsyncStream<Void>.Continuation
+    }
+    struct State {
+        var subscribers: [Int: Subscriber] = [:]
+        var nextID = 0
+        /// Signals received while nobody listened for them.
+        var pending: [Int32] = []
+        var exitWhenUnhandled = false
+    }
+
+    let fd: Int32
+    let state = Mutex(State())
+
+    init(fd: Int32) { self.fd = fd }
+
+    func subscribe(_ signals: [Int32], _ continuation: AsyncStream<Void>.Continuation) -> Int {
+        state.withLock { state in
+            state.nextID += 1
+            state.subscribers[state.nextID] = Subscriber(signals: signals, continuation: continuation)
+            if state.pending.contains(where: signals.contains) {
+                state.pending.removeAll(where: signals.contains)
+                continuation.yield(())
             }
-            let keep = SourceBox(sources)
-            continuation.onTermination = { _ in keep.cancelAll() }
+            return state.nextID
         }
     }
 
-    private final class SourceBox: @unchecked Sendable {
-        let sources: [any DispatchSourceSignal]
-        init(_ sources: [any DispatchSourceSignal]) { self.sources = sources }
-        func cancelAll() { sources.forEach { $0.cancel() } }
+    func unsubscribe(_ id: Int) {
+        _ = state.withLock { $0.subscribers.removeValue(forKey: id) }
+    }
+
+    func exitOnUnhandled() {
+        state.withLock { state in
+            state.exitWhenUnhandled = true
+            if let first = state.pending.first { _exit(128 + first) }
+        }
+    }
+
+    func deliver(_ number: Int32) {
+        state.withLock { state in
+            let listeners = state.subscribers.values.filter { $0.signals.contains(number) }
+            if !listeners.isEmpty {
+                for listener in listeners { listener.continuation.yield(()) }
+            } else if state.exitWhenUnhandled {
+                _exit(128 + number)
+            } else {
+                state.pending.append(number)
+            }
+        }
+    }
+
+    /// A thread blocked in read(2) on the gate's pipe: signals are rare, so it costs nothing idle.
+    func startReading() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        pthread_attr_setstacksize(&attributes, 128 * 1024)
+        let rc = pthread_create(&thread, &attributes, { raw in
+            let hub = Unmanaged<SignalHub>.fromOpaque(raw!).takeRetainedValue()
+            ccr_set_thread_name("ccr-signals")
+            var byte: UInt8 = 0
+            while true {
+                let n = read(hub.fd, &byte, 1)
+                if n == 1 {
+                    hub.deliver(Int32(byte))
+                } else if n < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return nil
+                }
+            }
+        }, box)
+        pthread_attr_destroy(&attributes)
+        precondition(rc == 0, "cannot start the signal thread: \(String(cString: strerror(rc)))")
+        pthread_detach(thread)
     }
 }
 

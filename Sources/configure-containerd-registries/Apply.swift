@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import Logging
 import RegistryMirrorCore
 import RegistryMirrorSystem
@@ -47,8 +48,9 @@ struct Apply: AsyncParsableCommand {
     }
 
     func run() async throws {
-        // Handlers first: a SIGTERM during start-up must give 75, not kill the process.
-        let stop = Signals.stream()
+        // SIGHUP too: apply has no config to reload, and a hang-up must not kill it mid-write.
+        // A signal that came during start-up is delivered here at once.
+        let stop = Signals.stream([SIGTERM, SIGINT, SIGHUP])
         let logger = common.makeLogger()
         var config = try common.loadConfig(mirrors: mirrors, logger: logger)
         if let deadline { config.probe.deadline = try parseDurationOption(deadline, name: "--deadline") }
@@ -77,12 +79,13 @@ struct Remove: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
+        Signals.exitOnTermination()  // nothing to finish: a signal ends it as it would any tool
         let logger = common.makeLogger()
         // The config only tells where hosts_dir is. A config that was asked for (--config) or exists at
         // the default path must be valid: cleaning the wrong directory would be worse than stopping.
         var hostsDir = common.hostsDir ?? AgentConfig.defaultHostsDir
         if common.hostsDir == nil, common.config != nil || ConfigFile.exists(AgentConfig.defaultPath) {
-            hostsDir = try common.loadConfig(mirrors: [], logger: logger).hostsDir
+            hostsDir = try common.loadConfig(mirrors: [], logger: logger, requireRegistries: false).hostsDir
         }
         let reconciler = HostsReconciler(store: FileHostsStore(root: hostsDir), logger: logger)
         if !reconciler.removeEverything().isEmpty { throw ExitCode(ExitStatus.cannotWrite.rawValue) }

@@ -27,6 +27,12 @@ struct CommonOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Also log debug lines (every probe attempt, unchanged files).")
     var verbose = false
 
+    func validate() throws {
+        if let hostsDir, !hostsDir.hasPrefix("/") {
+            throw ValidationError("--hosts-dir \(hostsDir): give an absolute path, e.g. /etc/containerd/certs.d")
+        }
+    }
+
     /// Sets up swift-log for this process and returns the program's logger.
     func makeLogger() -> Logger {
         let format = logFormat.resolved(environment: Environment.all)
@@ -50,44 +56,52 @@ struct CommonOptions: ParsableArguments {
         }
     }
 
-    /// Reads and validates the config and positional mirrors.
-    func load(mirrors: [String]) throws(LoadFailure) -> AgentConfig {
+    /// Reads and validates the config and positional mirrors. `requireRegistries`: a config that names
+    /// no registry is "nothing to configure" (a usage error), so apply, plan, check and watch never
+    /// mistake an empty or emptied file for "remove every file"; only `remove` reads a config without.
+    func load(mirrors: [String], requireRegistries: Bool = true) throws(LoadFailure) -> AgentConfig {
         let path = config ?? AgentConfig.defaultPath
-        var text: String?
+        var bytes: [UInt8]?
         do {
-            text = try ConfigFile.read(path)
+            bytes = try ConfigFile.read(path)
         } catch .missing(_) where config == nil {
-            guard !mirrors.isEmpty else {
+            guard !mirrors.isEmpty || !requireRegistries else {
                 throw .usage(
                     "nothing to configure: \(path) does not exist and no UPSTREAM,ENDPOINT[,SERVER] mirrors were given. "
                         + "Write the config file, pass --config PATH, or give mirrors such as "
                         + "docker.io,http://10.4.246.205:5000")
             }
-            text = nil  // positional mirrors alone: every other setting is a default
+            bytes = nil  // positional mirrors alone: every other setting is a default
         } catch {
             throw .invalid(["config: \(error)"])
         }
         var loaded: AgentConfig
         do {
-            loaded = try ConfigLoader.load(toml: text, path: path, mirrors: mirrors)
+            loaded =
+                if let bytes {
+                    try ConfigLoader.load(bytes: bytes, path: path, mirrors: mirrors)
+                } else {
+                    try ConfigLoader.load(toml: nil, path: path, mirrors: mirrors)
+                }
         } catch {
             let lines = error.problems.map { "config: \($0)" }
             if error.isUsageError { throw .usage(lines.joined(separator: "\n")) }
             throw .invalid(lines)
         }
-        if let hostsDir {
-            guard hostsDir.hasPrefix("/") else {
-                throw .usage("--hosts-dir \(hostsDir): give an absolute path, e.g. /etc/containerd/certs.d")
-            }
-            loaded.hostsDir = hostsDir
+        if requireRegistries && loaded.registries.isEmpty {
+            throw .usage(
+                "nothing to configure: \(path) names no [[registry]] and no UPSTREAM,ENDPOINT[,SERVER] mirrors were given; "
+                    + "nothing was changed. Add a [[registry]] with a [[registry.host]], or run `remove` to delete this "
+                    + "program's files")
         }
+        if let hostsDir { loaded.hostsDir = hostsDir }
         return loaded
     }
 
     /// `load` with apply's exit codes: 64 for usage errors, 78 for an invalid file, logged.
-    func loadConfig(mirrors: [String], logger: Logger) throws -> AgentConfig {
+    func loadConfig(mirrors: [String], logger: Logger, requireRegistries: Bool = true) throws -> AgentConfig {
         do {
-            return try load(mirrors: mirrors)
+            return try load(mirrors: mirrors, requireRegistries: requireRegistries)
         } catch .usage(let message) {
             throw ValidationError(message)
         } catch {
@@ -113,11 +127,16 @@ enum Environment {
     }
 }
 
-/// Parses a Go-style duration option (`--deadline 5m`).
+/// Parses a Go-style duration option (`--deadline 5m`): 0s, or at least 1ms.
 func parseDurationOption(_ text: String, name: String) throws -> GoDuration {
+    let duration: GoDuration
     do {
-        return try GoDuration(parsing: text)
+        duration = try GoDuration(parsing: text)
     } catch {
         throw ValidationError("\(name) \(text): \(error); write e.g. 30s, 5m or 1m30s")
     }
+    if !duration.isZero && duration < .milliseconds(1) {
+        throw ValidationError("\(name) \(text): below 1ms; write e.g. 30s, 5m or 1m30s (0s: no deadline)")
+    }
+    return duration
 }

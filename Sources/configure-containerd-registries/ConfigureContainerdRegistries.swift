@@ -3,7 +3,16 @@ import Logging
 import RegistryMirrorCore
 import RegistryMirrorSystem
 
+/// The entry point: the signal gate is read from the first line on (its handlers were installed
+/// before main by the CSignalGateEarly constructor), then the command line is parsed and run.
 @main
+enum Main {
+    static func main() async {
+        Signals.start()
+        await ConfigureContainerdRegistries.main()
+    }
+}
+
 struct ConfigureContainerdRegistries: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "configure-containerd-registries",

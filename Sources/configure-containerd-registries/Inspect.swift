@@ -32,6 +32,7 @@ struct Plan: AsyncParsableCommand {
     var mirrors: [String] = []
 
     func run() async throws {
+        Signals.exitOnTermination()  // nothing to finish: a signal ends it as it would any tool
         let logger = common.makeLogger()
         let config = try common.loadConfig(mirrors: mirrors, logger: logger)
         let store = FileHostsStore(root: config.hostsDir)
@@ -83,6 +84,7 @@ struct Check: AsyncParsableCommand {
     var mirrors: [String] = []
 
     func run() async throws {
+        Signals.exitOnTermination()  // nothing to finish: a signal ends it as it would any tool
         _ = common.makeLogger()
         let report: HealthReport
         do {
@@ -91,7 +93,7 @@ struct Check: AsyncParsableCommand {
             let survey = try Survey.make(config: config, results: results, store: FileHostsStore(root: config.hostsDir))
             let containerdText: String?
             do {
-                containerdText = try ConfigFile.read(config.containerdConfig)
+                containerdText = String(decoding: try ConfigFile.read(config.containerdConfig), as: UTF8.self)
             } catch .missing(_) {
                 containerdText = nil
             }

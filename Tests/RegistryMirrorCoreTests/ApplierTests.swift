@@ -55,7 +55,7 @@ final class MemoryStore: HostsStore, @unchecked Sendable {
             var gone = false
             for action in actions {
                 switch action {
-                case .createDirectory: break
+                case .createDirectory(let r): d.record = r
                 case .writeRecord(let r): d.record = r
                 case .backUpForeign: d.backup = true; d.file = .absent
                 case .write(let text): d.file = .managed(text)
@@ -77,7 +77,7 @@ final class MemoryStore: HostsStore, @unchecked Sendable {
         }
     }
 
-    func withLock<T>(_ body: () throws -> T) throws -> T { try body() }
+    func withLock<T>(creatingRoot: Bool, _ body: () throws -> T) throws -> T { try body() }
 
     func content(_ upstream: String) -> String? {
         if case .managed(let text) = dirs.withLock({ $0[upstream]?.file }) { return text }

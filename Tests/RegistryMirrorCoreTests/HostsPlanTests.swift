@@ -7,6 +7,8 @@ struct HostsPlanTests {
     let older = HostsFile.marker + "\nserver = \"https://registry-1.docker.io\"\n\n[host.\"http://10.0.0.2:5000\"]\n"
     let ours = OwnershipRecord(createdDirectory: false)
     let created = OwnershipRecord(createdDirectory: true)
+    let oursBackedUp = OwnershipRecord(createdDirectory: false, madeBackup: true)
+    let createdBackedUp = OwnershipRecord(createdDirectory: true, madeBackup: true)
 
     func plan(_ desired: String?, configured: Bool = true, _ observed: UpstreamDirState) throws(PlanConflict) -> [FileAction] {
         try HostsPlan.actions(upstream: "docker.io", desired: desired, configured: configured, observed: observed)
@@ -14,8 +16,8 @@ struct HostsPlanTests {
 
     // MARK: writing
 
-    @Test("absent directory: create it, record that, write") func absentDirectory() throws {
-        #expect(try plan(content, .absent) == [.createDirectory, .writeRecord(created), .write(content)])
+    @Test("absent directory: create it holding its record (one step), write") func absentDirectory() throws {
+        #expect(try plan(content, .absent) == [.createDirectory(created), .write(content)])
     }
 
     @Test("existing directory without a record: record it as not created, write") func existingDirectory() throws {
@@ -34,11 +36,14 @@ struct HostsPlanTests {
         #expect(try plan(content, UpstreamDirState(directory: .directory, file: .managed(older), record: ours)) == [.write(content)])
     }
 
-    @Test("foreign file: back it up, then write") func foreign() throws {
+    @Test("foreign file: record that we back it up, back it up, then write") func foreign() throws {
         let steps = try plan(content, UpstreamDirState(directory: .directory, file: .foreign))
-        #expect(steps == [.writeRecord(ours), .backUpForeign, .write(content)])
-        let withRecord = try plan(content, UpstreamDirState(directory: .directory, file: .foreign, record: ours))
-        #expect(withRecord == [.backUpForeign, .write(content)])
+        #expect(steps == [.writeRecord(oursBackedUp), .backUpForeign, .write(content)])
+        let withRecord = try plan(content, UpstreamDirState(directory: .directory, file: .foreign, record: created))
+        #expect(withRecord == [.writeRecord(createdBackedUp), .backUpForeign, .write(content)])
+        // A crash after the record and before the rename: the next run just renames.
+        let recorded = try plan(content, UpstreamDirState(directory: .directory, file: .foreign, record: oursBackedUp))
+        #expect(recorded == [.backUpForeign, .write(content)])
     }
 
     @Test("foreign file while a backup exists: conflict") func foreignWithBackup() {
@@ -86,17 +91,41 @@ struct HostsPlanTests {
         let createdDir = UpstreamDirState(directory: .directory, file: .managed(content), record: created)
         #expect(try plan(nil, configured: false, createdDir) == [.removeManaged, .removeRecord, .removeDirectory])
 
-        let withBackup = UpstreamDirState(directory: .directory, file: .managed(content), backupExists: true, record: ours)
+        let withBackup = UpstreamDirState(directory: .directory, file: .managed(content), backupExists: true, record: oursBackedUp)
         #expect(try plan(nil, configured: false, withBackup) == [.removeManaged, .restoreBackup, .removeRecord])
 
-        let everything = UpstreamDirState(directory: .directory, file: .managed(content), backupExists: true, record: created)
+        let everything = UpstreamDirState(
+            directory: .directory, file: .managed(content), backupExists: true, record: createdBackedUp)
         #expect(
             try plan(nil, configured: false, everything) == [.removeManaged, .restoreBackup, .removeRecord, .removeDirectory])
     }
 
     @Test("file already gone, upstream gone: restore and clean up") func removeAfterFileGone() throws {
-        let observed = UpstreamDirState(directory: .directory, backupExists: true, record: ours)
+        let observed = UpstreamDirState(directory: .directory, backupExists: true, record: oursBackedUp)
         #expect(try plan(nil, configured: false, observed) == [.restoreBackup, .removeRecord])
+    }
+
+    @Test(
+        "an administrator's own hosts.toml.orig is never restored (the record does not say we made it)",
+        arguments: [OwnershipRecord(createdDirectory: false), OwnershipRecord(createdDirectory: true)])
+    func adminBackupKept(record: OwnershipRecord) throws {
+        let observed = UpstreamDirState(directory: .directory, file: .managed(content), backupExists: true, record: record)
+        let steps = try plan(nil, configured: false, observed)
+        #expect(!steps.contains(.restoreBackup))
+        #expect(steps.first == .removeManaged)
+    }
+
+    @Test("a hosts.toml.orig that is a symlink is never restored, even when the record says we made a backup")
+    func symlinkBackupKept() throws {
+        let observed = UpstreamDirState(
+            directory: .directory, file: .managed(content), backupExists: true, backupIsRegularFile: false, record: oursBackedUp)
+        #expect(try plan(nil, configured: false, observed) == [.removeManaged, .removeRecord])
+    }
+
+    @Test("a record of the previous version (no made_backup line) reads as: no backup made")
+    func oldRecord() {
+        let record = OwnershipRecord(parsing: "# written by configure-containerd-registries; do not edit\ncreated_directory = true\n")
+        #expect(record == OwnershipRecord(createdDirectory: true, madeBackup: false))
     }
 
     @Test("managed file without a record is still ours to remove") func managedNoRecord() throws {
@@ -137,9 +166,9 @@ struct HostsPlanTests {
         #expect(!UpstreamDirState.absent.isOurs)
     }
 
-    @Test("ownership record round trip", arguments: [true, false])
-    func record(createdDirectory: Bool) {
-        let record = OwnershipRecord(createdDirectory: createdDirectory)
+    @Test("ownership record round trip", arguments: [true, false], [true, false])
+    func record(createdDirectory: Bool, madeBackup: Bool) {
+        let record = OwnershipRecord(createdDirectory: createdDirectory, madeBackup: madeBackup)
         #expect(OwnershipRecord(parsing: record.serialized) == record)
         #expect(record.serialized.contains("created_directory = \(createdDirectory)"))
     }

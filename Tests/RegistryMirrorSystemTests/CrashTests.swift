@@ -35,7 +35,6 @@ struct CrashTests {
     func killNineLoop() async throws {
         let temp = try TempDir("ccr-crash")
         let hostsDir = temp.sub("certs.d")
-        defer { removeAgentLock(for: hostsDir) }
         let configPath = temp.sub("config.toml")
         var onDisk: [String: String?] = Dictionary(uniqueKeysWithValues: Self.upstreams.map { ($0, nil) })
         var killedWhileRunning = 0

@@ -25,7 +25,8 @@ struct AgentSandbox {
 
     func file(_ upstream: String) -> String { "\(hostsDir)/\(upstream)/hosts.toml" }
 
-    func cleanUp() { removeAgentLock(for: hostsDir) }
+    /// Nothing outside the temp dir to clean: the lock is the hosts directory itself.
+    func cleanUp() {}
 }
 
 struct UsageCase: Sendable, CustomTestStringConvertible {
@@ -160,7 +161,6 @@ struct ExitCodeTests {
         let blocker = box.temp.sub("a-file")
         try writeText(blocker, "I am a file, not a directory\n")
         let hostsDir = blocker + "/certs.d"
-        defer { removeAgentLock(for: hostsDir) }
         let live = try await TestServer(.status(200))
         defer { live.stop() }
         let run = try await runAgent([

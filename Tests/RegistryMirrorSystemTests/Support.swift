@@ -432,13 +432,3 @@ func runAgent(_ arguments: [String], timeout: Duration = .seconds(20)) async thr
     return AgentRun(status: status, timedOut: timedOut, stderr: child.stderrText, elapsed: ContinuousClock.now - started)
 }
 
-/// The lock file the agent uses for `hostsDir` under /run; removed after a test so runs leave no litter.
-func removeAgentLock(for hostsDir: String) {
-    let path = FileHostsStore.defaultLockPath(for: hostsDir)
-    if path.hasPrefix("/run/") { unlink(path) }
-}
-
-/// A hosts store on `root` whose lock file lives in `lockDir` rather than under /run.
-func makeStore(root: String, lockDir: TempDir) -> FileHostsStore {
-    FileHostsStore(root: root, lockPath: lockDir.sub("hosts.lock"))
-}

@@ -166,7 +166,6 @@ struct SystemdNotifyTests {
     func applyStatusSequence() async throws {
         let work = try TempDir("ccr-notify-apply")
         let hostsDir = work.sub("certs.d")
-        defer { removeAgentLock(for: hostsDir) }
         try writeText(work.sub("empty.toml"), "")
         let notify = try NotifySocket()
         let mirror = try LateMirror()
@@ -213,7 +212,6 @@ struct SystemdNotifyTests {
     func applyWithoutNotifySocket() async throws {
         let work = try TempDir("ccr-notify-none")
         let hostsDir = work.sub("certs.d")
-        defer { removeAgentLock(for: hostsDir) }
         try writeText(work.sub("empty.toml"), "")
         let mirror = try LateMirror()
         try mirror.listen()
@@ -230,7 +228,6 @@ struct SystemdNotifyTests {
     func watchLifecycle() async throws {
         let work = try TempDir("ccr-notify-watch")
         let hostsDir = work.sub("certs.d")
-        defer { removeAgentLock(for: hostsDir) }
         let config = work.sub("config.toml")
         try writeText(
             config,

@@ -100,10 +100,9 @@ struct WatchTests {
         let mirror = try await ToggleMirror()
         let other = try await ToggleMirror()
         let dir = try TempDir("ccr-watch")
-        let lock = try TempDir("ccr-watch-lock")
         let registry = Registry(upstream: "docker.io", hosts: [MirrorHost(url: mirror.url), MirrorHost(url: other.url)])
         let path = dir.sub("hosts/docker.io/hosts.toml")
-        let run = start(config(dir.sub("hosts"), [registry]), store: makeStore(root: dir.sub("hosts"), lockDir: lock))
+        let run = start(config(dir.sub("hosts"), [registry]), store: FileHostsStore(root: dir.sub("hosts")))
 
         #expect(await eventually(within: .seconds(5)) { readText(path) == HostsFile.render(registry, hosts: registry.hosts) })
         #expect(await eventually(within: .seconds(2)) { run.notifier.all.contains("READY=1") })
@@ -138,10 +137,9 @@ struct WatchTests {
     func hangingAndNoMirrorLeft() async throws {
         let mirror = try await ToggleMirror()
         let dir = try TempDir("ccr-watch")
-        let lock = try TempDir("ccr-watch-lock")
         let registry = Registry(upstream: "quay.io", hosts: [MirrorHost(url: mirror.url)])
         let path = dir.sub("hosts/quay.io/hosts.toml")
-        let run = start(config(dir.sub("hosts"), [registry]), store: makeStore(root: dir.sub("hosts"), lockDir: lock))
+        let run = start(config(dir.sub("hosts"), [registry]), store: FileHostsStore(root: dir.sub("hosts")))
         #expect(await eventually(within: .seconds(5)) { exists(path) })
 
         try mirror.set(.hang)
@@ -162,12 +160,11 @@ struct WatchTests {
     func reload() async throws {
         let mirror = try await ToggleMirror()
         let dir = try TempDir("ccr-watch")
-        let lock = try TempDir("ccr-watch-lock")
         let root = dir.sub("hosts")
         let first = Registry(upstream: "docker.io", hosts: [MirrorHost(url: mirror.url)])
         let second = Registry(upstream: "ghcr.io", hosts: [MirrorHost(url: mirror.url)])
         let next = Mutex<Result<AgentConfig, Watcher.ReloadError>>(.failure(.init(lines: ["not yet"])))
-        let run = start(config(root, [first]), store: makeStore(root: root, lockDir: lock)) { next.withLock { $0 } }
+        let run = start(config(root, [first]), store: FileHostsStore(root: root)) { next.withLock { $0 } }
         #expect(await eventually(within: .seconds(5)) { exists("\(root)/docker.io/hosts.toml") })
 
         // Invalid: nothing changes, watch goes on.
@@ -191,7 +188,6 @@ struct WatchTests {
         try hanging.set(.hang)
         let dir = try TempDir("ccr-watch")
         let root = dir.sub("hosts")
-        defer { removeAgentLock(for: root) }
         let configPath = dir.sub("config.toml")
         func write(_ upstreams: [(String, String)]) throws {
             var text = "hosts_dir = \"\(root)\"\n[probe]\ntimeout = \"5s\"\nwatch_interval = \"300ms\"\n"
@@ -238,7 +234,6 @@ struct WatchMetricsFileTests {
         let mirror = try await ToggleMirror()
         let dir = try TempDir("ccr-watch-metrics")
         let root = dir.sub("hosts")
-        defer { removeAgentLock(for: root) }
         let metrics = dir.sub("metrics.prom")
         try writeText(dir.sub("config.toml"), "[probe]\nwatch_interval = \"200ms\"\ninitial_interval = \"50ms\"\nmax_interval = \"100ms\"\n")
         let child = try ChildProcess(

@@ -20,7 +20,7 @@ struct HostsTree {
         outside = temp.sub("outside")
         try makeDirectory(root)
         try makeDirectory(outside)
-        store = makeStore(root: root, lockDir: temp)
+        store = FileHostsStore(root: root)
         reconciler = HostsReconciler(store: store, logger: quietLogger)
     }
 

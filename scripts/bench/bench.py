@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmarks of `apply` (issue: the agent's core). Prints figures; asserts nothing.
 
-Loopback only. Usage: bench.py AGENT_BINARY [--quick]
+Loopback only. Usage: bench.py AGENT_BINARY [--quick | --only-plan-check | --only-scale]
 """
 import os, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -185,9 +185,45 @@ def plan_and_check(runs):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def scale(registries, deadline_s=5.0, runs=3):
+    """apply with `registries` registries whose one mirror each refuses connections (a closed loopback
+    port), --deadline 5s: wall time and CPU. The deadline must hold whatever the number of registries."""
+    work = tempfile.mkdtemp(prefix="ccr-bench-")
+    port = free_ports(1)[0]  # closed again at once: connections to it are refused
+    cfg = os.path.join(work, "config.toml")
+    with open(cfg, "w") as f:
+        for i in range(registries):
+            f.write(f'[[registry]]\nupstream = "r{i}.example"\n[[registry.host]]\nurl = "http://127.0.0.1:{port}"\n\n')
+    walls, cpus = [], []
+    for r in range(runs):
+        hosts = os.path.join(work, f"h{r}")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.monotonic()
+        proc = subprocess.run([AGENT, "apply", "--config", cfg, "--hosts-dir", hosts, "--deadline", f"{deadline_s}s"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+        walls.append(time.monotonic() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+        if proc.returncode != 69:
+            print(f"  (run {r}: exit {proc.returncode}, expected 69)")
+    shutil.rmtree(work, ignore_errors=True)
+    return walls, cpus
+
+
+def print_scale(registries):
+    walls, cpus = scale(registries)
+    print(f"apply, {registries} registries with refusing mirrors, --deadline 5s: wall median "
+          f"{statistics.median(walls):.2f}s (max {max(walls):.2f}s), CPU median {statistics.median(cpus):.2f}s "
+          f"(max {max(cpus):.2f}s)", flush=True)
+
+
 def main():
     if "--only-plan-check" in sys.argv:
         plan_and_check(5)
+        return
+    if "--only-scale" in sys.argv:
+        for n in (10, 100, 1000):
+            print_scale(n)
         return
     trials = 10
     print(f"agent: {AGENT}")
@@ -198,6 +234,7 @@ def main():
     print(f"isolation (1 live + 20 hanging + 20 refusing), start to live file: {summary(isolation(trials))}",
           flush=True)
     plan_and_check(5)
+    print_scale(1000)
     ours, rss, shell = footprint(10)
     print(f"apply, 10 reachable registries: CPU median {statistics.median(ours) * 1000:.1f} ms "
           f"(min {min(ours) * 1000:.1f}, max {max(ours) * 1000:.1f}); peak RSS median "
