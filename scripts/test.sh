@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: unit and integration tests (swift test), the end-to-end suite with a real
-# containerd and real registries (scripts/e2e.sh), and the systemd proofs: unit verification, a real
+# Runs every test: unit and integration tests (swift test), the containerd parse check
+# (scripts/parse-check.sh), the end-to-end suite with a real containerd and real registries
+# (scripts/e2e.sh), and the systemd proofs: unit verification, a real
 # journald, and the units booted under systemd in a container (scripts/systemd-test.sh).
 # Installs what is missing first. Run as root. SKIP_E2E=1 / SKIP_SYSTEMD=1 skip those parts.
 set -euo pipefail
@@ -28,6 +29,10 @@ swift test --no-parallel >"$log" 2>&1 || swift_status=$?
 grep -E '✘|recorded an issue|error:|Test run with|Executed [0-9]+ test' "$log" | grep -v 'Executed 0 tests' || true
 echo "(full swift test log: $log)"
 
+echo "== containerd parse check: every accepted host form read by a real containerd as the agent probes it"
+parse_status=0
+AGENT_BIN="$PWD/.build/debug/configure-containerd-registries" PARSE_CHECK_CRI=1 bash scripts/parse-check.sh || parse_status=$?
+
 e2e_status=0
 if [ -f scripts/e2e.sh ] && [ "${SKIP_E2E:-0}" != 1 ]; then
     echo "== end-to-end"
@@ -40,8 +45,8 @@ if [ "${SKIP_SYSTEMD:-0}" != 1 ]; then
     bash scripts/systemd-test.sh || systemd_status=$?
 fi
 
-if [ "$swift_status" -ne 0 ] || [ "$e2e_status" -ne 0 ] || [ "$systemd_status" -ne 0 ]; then
-    echo "FAILED: swift test status $swift_status, e2e status $e2e_status, systemd status $systemd_status" >&2
+if [ "$swift_status" -ne 0 ] || [ "$parse_status" -ne 0 ] || [ "$e2e_status" -ne 0 ] || [ "$systemd_status" -ne 0 ]; then
+    echo "FAILED: swift test status $swift_status, parse check status $parse_status, e2e status $e2e_status, systemd status $systemd_status" >&2
     exit 1
 fi
 echo "all tests passed"

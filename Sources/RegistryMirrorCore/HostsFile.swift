@@ -15,20 +15,31 @@ public enum HostsFile {
     /// Renders the file for `registry` listing `hosts` (the up ones, in config order).
     /// Returns nil for an empty host list: containerd 1.6/1.7 reject a file without a `[host]` table,
     /// and with no file at all containerd pulls straight from the upstream.
+    ///
+    /// Each host is a `[host."<url>"]` table, except in a file with an IPv6 host: the TOML reader of
+    /// containerd 1.6 and 1.7 (go-toml v1) ends a table header at the first `]` even inside quotes
+    /// (escaping it does not help: it does not unescape header keys), and then ignores the whole file.
+    /// Such a file lists every host as an inline table under one `[host]`, which those versions read
+    /// in order, as later ones do. The two forms are never mixed in one file.
     public static func render(_ registry: Registry, hosts: [MirrorHost]) -> String? {
         guard !hosts.isEmpty else { return nil }
         var out = marker + "\n"
         if !registry.server.isEmpty {
             out += "server = \(quote(registry.server))\n"
         }
+        if hosts.contains(where: { $0.url.contains("]") }) {
+            out += "\n[host]\n"
+            for host in hosts {
+                let fields = settings(host).map { "\($0.key) = \($0.value)" }
+                out += "  \(quote(host.url)) = { \(fields.joined(separator: ", ")) }\n"
+            }
+            return out
+        }
         for host in hosts {
             out += "\n[host.\(quote(host.url))]\n"
-            out += "  capabilities = \(array(host.capabilities.map(\.rawValue)))\n"
-            if let dial = host.dialTimeout { out += "  dial_timeout = \(quote(dial.description))\n" }
-            if !host.ca.isEmpty { out += "  ca = \(array(host.ca))\n" }
-            if !host.client.isEmpty { out += "  client = [\(host.client.map(array).joined(separator: ", "))]\n" }
-            if let skip = host.skipVerify { out += "  skip_verify = \(skip)\n" }
-            if let override = host.overridePath { out += "  override_path = \(override)\n" }
+            for (key, value) in settings(host) where key != "header" {
+                out += "  \(key) = \(value)\n"
+            }
             if !host.headers.isEmpty {
                 out += "  [host.\(quote(host.url)).header]\n"
                 for (name, values) in host.headers {
@@ -37,6 +48,20 @@ public enum HostsFile {
             }
         }
         return out
+    }
+
+    /// A host's fields as TOML values, in file order; `header` as an inline table.
+    static func settings(_ host: MirrorHost) -> [(key: String, value: String)] {
+        var fields: [(key: String, value: String)] = [("capabilities", array(host.capabilities.map(\.rawValue)))]
+        if let dial = host.dialTimeout { fields.append(("dial_timeout", quote(dial.description))) }
+        if !host.ca.isEmpty { fields.append(("ca", array(host.ca))) }
+        if !host.client.isEmpty { fields.append(("client", "[\(host.client.map(array).joined(separator: ", "))]")) }
+        if let skip = host.skipVerify { fields.append(("skip_verify", "\(skip)")) }
+        if let override = host.overridePath { fields.append(("override_path", "\(override)")) }
+        if !host.headers.isEmpty {
+            fields.append(("header", "{ " + host.headers.map { "\(quote($0.name)) = \(array($0.values))" }.joined(separator: ", ") + " }"))
+        }
+        return fields
     }
 
     /// Why containerd would not read `text` (a hosts.toml) as meant: not TOML (containerd then ignores
@@ -73,7 +98,7 @@ public enum HostsFile {
     }
 
     static func array(_ items: [String]) -> String {
-        "[" + items.map(quote).joined(separator: ", ") + "]"
+        "[" + items.map { quote($0) }.joined(separator: ", ") + "]"
     }
 
     /// A TOML basic string: quotes, backslashes and control characters escaped.

@@ -31,6 +31,9 @@ public protocol HostsStore: Sendable {
     /// belongs to the hosts directory, whatever the spelling of its path. `creatingRoot`: create
     /// hosts_dir first (a write is coming); otherwise a missing hosts_dir needs no lock.
     func withLock<T>(creatingRoot: Bool, _ body: () throws -> T) throws -> T
+    /// Removes what a run killed half-way left directly below hosts_dir (a directory being created
+    /// under a temporary name). Call it holding the lock.
+    func removeLeftovers()
 }
 
 /// Either way a directory can refuse to take the state we want.
@@ -120,10 +123,12 @@ extension HostsReconciler {
     public func removeUpstreams(notIn configured: Set<String>) -> [String: String] {
         let upstreams: [String]
         do {
+            // Every run starts here (apply, watch, remove): the moment to clear a killed run's leftovers.
+            try store.withLock(creatingRoot: false) { store.removeLeftovers() }
             upstreams = try store.upstreamsWithOurFiles().filter { !configured.contains($0) }
         } catch {
             logger.error("\(error)")
-            return [store.root: error.description]
+            return [store.root: "\(error)"]
         }
         var failures: [String: String] = [:]
         for upstream in upstreams {

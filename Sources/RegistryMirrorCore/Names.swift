@@ -69,11 +69,14 @@ public enum Names {
         return nil
     }
 
+    /// Dotted decimal without leading zeros: curl reads `127.0.0.010` as octal (127.0.0.8) while Go,
+    /// and so containerd, takes it for a host name to look up; the two would not meet.
     static func isIPv4(_ text: Substring) -> Bool {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         return parts.count == 4
             && parts.allSatisfy { p in
                 !p.isEmpty && p.count <= 3 && p.allSatisfy { $0.isASCII && $0.isNumber } && Int(p)! <= 255
+                    && !(p.count > 1 && p.first == "0")
             }
     }
 
@@ -170,7 +173,10 @@ public struct HostURL: Sendable, Equatable {
         if authority.isEmpty { return "has no host" }
         if let problem = Names.hostPortProblem(String(authority)) { return "host \(problem)" }
         let path = rest[slash...]
-        if path.split(separator: "/").contains("..") { return "has \"..\" in its path" }
+        // containerd cleans the path (path.Clean) before use: these would not be the path probed.
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        if segments.contains("..") || segments.contains(".") { return "has a \".\" or \"..\" segment in its path" }
+        if segments.dropLast().contains("") { return "has an empty segment (//) in its path" }
         if let bad = path.first(where: { !pathCharacters.contains($0) && $0 != "%" }) {
             return "has \"\(bad)\" in its path; only letters, digits, -._~!$&'()*+,;=:@/ and %XX escapes are read as written"
         }
@@ -181,16 +187,26 @@ public struct HostURL: Sendable, Equatable {
     /// RFC 3986 path characters other than `%`: unreserved, sub-delims, `:`, `@` and `/`.
     static let pathCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/")
 
-    /// Every `%` must start an escape of two hex digits: Go's parser refuses the URL otherwise.
+    /// Every `%` must start an escape of two hex digits (Go's parser refuses the URL otherwise), and may
+    /// only encode a byte that means the same decoded: containerd decodes the path and builds its
+    /// requests from the decoded text, so `%2F` became a `/`, `%3F` cut the path, `%2E%2E` climbed a
+    /// directory and `%25` was decoded twice. Non-ASCII bytes and unreserved letters, digits, `-`,
+    /// `_` and `~` are fine.
     static func percentEscapeProblem(_ path: Substring) -> String? {
         var i = path.startIndex
         while let percent = path[i...].firstIndex(of: "%") {
             let digits = path[path.index(after: percent)...].prefix(2)
-            guard digits.count == 2, digits.allSatisfy(\.isHexDigit) else {
-                return "has an invalid % escape in its path (write %25 for a literal %)"
+            guard digits.count == 2, let byte = UInt8(digits, radix: 16) else {
+                return "has an invalid % escape in its path"
+            }
+            let meansTheSame = byte >= 0x80 || (byte < 0x80 && unreservedSafe.contains(Character(Unicode.Scalar(byte))))
+            guard meansTheSame else {
+                return "has %\(digits) in its path, which containerd decodes before use and so reads differently; remove it"
             }
             i = digits.endIndex
         }
         return nil
     }
+
+    static let unreservedSafe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_~")
 }

@@ -1,15 +1,12 @@
 import CLinux
 import Glibc
 import RegistryMirrorCore
-import Synchronization
 
 /// The hosts directory on disk. Every path below the root is opened relative to a directory
 /// descriptor with O_NOFOLLOW, so a symlinked upstream directory or hosts.toml is seen as such and
 /// never followed; names are validated upstreams, so nothing escapes the root.
 public final class FileHostsStore: HostsStore, @unchecked Sendable {
     public let root: String
-    /// Stale temporary directories are swept once per store, on its first locked write.
-    private let swept = Mutex(false)
 
     public init(root: String) {
         var root = root
@@ -136,12 +133,14 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
             throw StoreError(operation: "lock", path: root, reason: error.reason)
         }
         defer { flock(rootFD.raw, LOCK_UN) }
-        let sweep = swept.withLock { done in
-            defer { done = true }
-            return !done
-        }
-        if sweep { removeStaleNewDirectories(rootFD) }
         return try body()
+    }
+
+    public func removeLeftovers() {
+        guard let rootFD = try? openRoot(create: false) else { return }
+        for name in (try? listDirectory(rootFD, path: root)) ?? [] where name.hasPrefix(Self.newDirectoryPrefix) {
+            removeNewDirectory(rootFD, name)
+        }
     }
 
     // MARK: Primitives
@@ -262,24 +261,17 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
 
     static let newDirectoryPrefix = ".configure-containerd-registries.new."
 
-    /// Removes a temporary directory of ours and the only things it can hold (the record and its temp file).
+    /// Removes a temporary directory of ours with what it holds (the record or its temp file).
     private func removeNewDirectory(_ rootFD: FileDescriptor, _ name: String) {
         let raw = openat(rootFD.raw, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if raw >= 0 {
             let fd = FileDescriptor(raw)
-            for entry in (try? listDirectory(fd, path: name)) ?? []
-            where entry == OwnershipRecord.fileName || entry.hasPrefix(".\(OwnershipRecord.fileName).") {
+            // Everything in it is ours (the record, or its temp file): the name says nobody else's.
+            for entry in (try? listDirectory(fd, path: name)) ?? [] {
                 unlinkat(fd.raw, entry, 0)
             }
         }
         unlinkat(rootFD.raw, name, AT_REMOVEDIR)
-    }
-
-    /// Leftovers of a run killed while creating a directory.
-    private func removeStaleNewDirectories(_ rootFD: FileDescriptor) {
-        for name in (try? listDirectory(rootFD, path: root)) ?? [] where name.hasPrefix(Self.newDirectoryPrefix) {
-            removeNewDirectory(rootFD, name)
-        }
     }
 
     /// Leftovers of a run killed between creating a temp file and renaming it (hosts.toml or the

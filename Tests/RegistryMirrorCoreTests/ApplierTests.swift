@@ -78,6 +78,7 @@ final class MemoryStore: HostsStore, @unchecked Sendable {
     }
 
     func withLock<T>(creatingRoot: Bool, _ body: () throws -> T) throws -> T { try body() }
+    func removeLeftovers() {}
 
     func content(_ upstream: String) -> String? {
         if case .managed(let text) = dirs.withLock({ $0[upstream]?.file }) { return text }

@@ -126,8 +126,9 @@ let buildDirectory: String = {
     return (exe as NSString).deletingLastPathComponent
 }()
 
-/// The built `configure-containerd-registries` (tests run after `swift build`).
-let agentExecutable = "\(buildDirectory)/configure-containerd-registries"
+/// The built `configure-containerd-registries` (tests run after `swift build`). `CCR_AGENT_BIN` points
+/// the binary-level tests at another build, e.g. the previous commit's, to see a new test fail there.
+let agentExecutable = ProcessInfo.processInfo.environment["CCR_AGENT_BIN"] ?? "\(buildDirectory)/configure-containerd-registries"
 
 /// The environment for child processes: ours minus anything that would make the agent talk to
 /// systemd or go through a proxy.

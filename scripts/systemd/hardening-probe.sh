@@ -2,7 +2,7 @@
 # Runs as ExecStart= of a copy of configure-containerd-registries.service (same sandbox settings):
 # tries to create a file in each directory and prints WRITABLE or DENIED for each, one per line.
 for dir in /usr /usr/local/bin /root /home /etc /etc/containerd /var/lib /var/log /boot \
-           /etc/containerd/certs.d /run/configure-containerd-registries /tmp; do
+           /etc/containerd/certs.d /tmp; do
     probe="$dir/.ccr-hardening-probe.$$"
     if (: >"$probe") 2>/dev/null; then
         echo "WRITABLE $dir"
