@@ -36,68 +36,82 @@ public struct ApplyReport: Sendable, Equatable {
     }
 }
 
-/// The apply algorithm (design section 4): probe every mirror of every registry concurrently until it
-/// answers, write each registry's hosts.toml as soon as one of its mirrors is up, and stop when all are
-/// configured, the deadline passes or a stop is requested.
+/// apply (docs/design.md, "apply"): watch's first pass with an exit condition. The same model
+/// (`MirrorState`, `fileDecision`) decides the files; what differs is the schedule, where a host is
+/// probed on the fast backoff until it is up and then left alone, and the end: when every registry
+/// is configured and every host has answered once, at the deadline, or on a stop request.
 public struct Applier: Sendable {
     public let config: AgentConfig
     public let prober: any MirrorProber
-    public let reconciler: HostsReconciler
+    public let files: RegistryFiles
     public let status: any StatusReporter
     public let logger: Logger
+    public let clock: AgentClock
+    public let random: RandomSource
 
     public init(
         config: AgentConfig, prober: any MirrorProber, store: any HostsStore, logger: Logger,
-        status: any StatusReporter = SilentStatus()
+        status: any StatusReporter = SilentStatus(), clock: AgentClock = .continuous, random: RandomSource = .system
     ) {
         self.config = config
         self.prober = prober
-        self.reconciler = HostsReconciler(store: store, logger: logger)
+        self.files = RegistryFiles(reconciler: HostsReconciler(store: store, logger: logger), logger: logger, retryFailures: false)
         self.status = status
         self.logger = logger
+        self.clock = clock
+        self.random = random
+    }
+
+    /// apply's view of a host: the first result decides, and a host that comes up later is in at once.
+    var settings: ProbeSettings {
+        var settings = config.probe
+        settings.failureThreshold = 1
+        settings.successThreshold = 1
+        return settings
     }
 
     enum Event: Sendable {
-        case probed(registry: Int, host: Int, attempt: Int, result: ProbeResult)
+        case probed(HostKey, HostTracker)
         case deadline
         case stop
     }
 
     /// Runs apply. `stop` yields once when SIGTERM/SIGINT arrive.
     public func run(stop: AsyncStream<Void> = AsyncStream { $0.finish() }) async -> ApplyReport {
-        let started = ContinuousClock.now
+        let started = clock.now
+        var state = MirrorState(config: config)
+        var progress = Progress(registries: config.registries.count)
         var report = ApplyReport()
-        var state = ProgressState(config: config)
+        report.failed = files.removeUnconfigured(state.config)
 
-        removeUnconfigured(&report)
+        for registry in config.registries where !registry.readinessProbe {
+            files.carryOut(registry.upstream, in: &state)
+            progress.refresh(registry, in: state)
+        }
+        guard !progress.allSettled else { return finish(report, state: state, started: started) }
 
-        for (ri, registry) in config.registries.enumerated() where !registry.readinessProbe {
-            write(ri, hosts: registry.hosts, state: &state, report: &report)
-        }
-        if state.allSettled {
-            return finish(report, state: state, started: started)
-        }
         // The status names what is still waiting; with a thousand registries building it on every
         // probe result would cost more than the probing, so it is rebuilt at most four times a second.
-        var statusDue = ContinuousClock.now
+        var statusDue = clock.now
         func reportStatus() {
-            guard status.isListening, ContinuousClock.now >= statusDue else { return }
-            status.status(state.statusText)
-            statusDue = ContinuousClock.now + .milliseconds(250)
+            guard status.isListening, clock.now >= statusDue else { return }
+            status.status(statusText(state, progress: progress))
+            statusDue = clock.now + .milliseconds(250)
         }
         reportStatus()
 
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
         await withTaskGroup(of: Void.self) { group in
-            for (ri, registry) in config.registries.enumerated() where registry.readinessProbe {
-                for (hi, host) in registry.hosts.enumerated() {
-                    group.addTask { await probeUntilUp(registry: ri, host: hi, host, sink: sink) }
+            for registry in config.registries where registry.readinessProbe {
+                for host in registry.hosts {
+                    let key = HostKey(upstream: registry.upstream, url: host.url)
+                    group.addTask { await probeUntilUp(host, key: key, sink: sink) }
                 }
             }
             let deadline = config.probe.deadline
             if !deadline.isZero {
                 group.addTask {
-                    try? await Task.sleep(for: deadline.duration)
+                    await clock.sleep(for: deadline.duration)
                     if !Task.isCancelled { sink.yield(.deadline) }
                 }
             }
@@ -110,14 +124,17 @@ public struct Applier: Sendable {
 
             loop: for await event in events {
                 switch event {
-                case .probed(let ri, let hi, let attempt, let result):
-                    handle(ri, hi, attempt, result, state: &state, report: &report)
-                    if state.allSettled { break loop }
+                case .probed(let key, let tracker):
+                    guard let previous = state.adopt(key, tracker), let ri = state.registryIndex[key.upstream] else { continue }
+                    logResult(key, tracker, previous: previous)
+                    files.carryOut(key.upstream, in: &state)
+                    progress.refresh(config.registries[ri], in: state)
+                    if progress.allSettled { break loop }
                     reportStatus()
                 case .deadline:
                     report.deadlineReached = true
-                    logger.error(
-                        "deadline of \(config.probe.deadline) reached; still waiting for \(Self.list(state.unsettledNames))")
+                    let waiting = config.registries.filter { !progress.isSettled($0.upstream) }.map(\.upstream)
+                    logger.error("deadline of \(config.probe.deadline) reached; still waiting for \(Self.list(waiting))")
                     break loop
                 case .stop:
                     report.interrupted = true
@@ -129,123 +146,89 @@ public struct Applier: Sendable {
             sink.finish()
         }
         // Cancelled from outside (the task, not a signal): stopped before done, like an interrupt.
-        if Task.isCancelled && !report.deadlineReached && !state.allSettled { report.interrupted = true }
+        if Task.isCancelled && !report.deadlineReached && !progress.allSettled { report.interrupted = true }
         return finish(report, state: state, started: started)
     }
 
-    private func probeUntilUp(registry ri: Int, host hi: Int, _ host: MirrorHost, sink: AsyncStream<Event>.Continuation) async {
-        let backoff = Backoff(config.probe)
-        var rng = SystemRandomNumberGenerator()
-        var attempt = 0
+    private func probeUntilUp(_ host: MirrorHost, key: HostKey, sink: AsyncStream<Event>.Continuation) async {
+        let settings = self.settings
+        let backoff = Backoff(settings)
+        var tracker = HostTracker()
         while !Task.isCancelled {
-            attempt += 1
-            let result = await prober.probe(host, settings: config.probe)
+            let result = await prober.probe(host, settings: settings)
             if Task.isCancelled { return }
-            sink.yield(.probed(registry: ri, host: hi, attempt: attempt, result: result))
+            _ = tracker.record(result, settings: settings)
+            sink.yield(.probed(key, tracker))
             if result.isUp { return }
-            try? await Task.sleep(for: backoff.delay(attempt: attempt, using: &rng))
+            await clock.sleep(for: backoff.delay(attempt: tracker.probes, unit: random.unit()))
         }
     }
 
-    private func handle(
-        _ ri: Int, _ hi: Int, _ attempt: Int, _ result: ProbeResult, state: inout ProgressState, report: inout ApplyReport
-    ) {
-        let registry = config.registries[ri]
-        let host = registry.hosts[hi]
-        let previous = state.hosts[ri][hi]
-        state.hosts[ri][hi] = HostProgress(attempts: attempt, last: result)
-        defer { state.refresh(ri) }
+    /// One line when a host comes up, starts failing or fails differently; the attempt count is in each.
+    private func logResult(_ key: HostKey, _ tracker: HostTracker, previous: HostTracker?) {
+        guard let result = tracker.last else { return }
         var log = logger
-        log[metadataKey: LogKey.upstream] = "\(registry.upstream)"
-        log[metadataKey: LogKey.host] = "\(host.url)"
+        log[metadataKey: LogKey.upstream] = "\(key.upstream)"
+        log[metadataKey: LogKey.host] = "\(key.url)"
         log[metadataKey: LogKey.result] = "\(result.state.rawValue)"
-        log[metadataKey: LogKey.attempts] = "\(attempt)"
+        log[metadataKey: LogKey.attempts] = "\(tracker.probes)"
         log[metadataKey: LogKey.reason] = "\(result.reason)"
-
         if result.isUp {
-            let after = attempt > 1 ? " after \(Self.attempts(attempt)) (last failure: \(previous?.last.reason ?? "?"))" : ""
+            let after =
+                tracker.probes > 1 ? " after \(Self.attempts(tracker.probes)) (last failure: \(previous?.last?.reason ?? "?"))" : ""
             log.notice("mirror up: \(result.reason) in \(result.latency.millisecondsText)\(after)")
-            if !state.failed[ri] {
-                let up = registry.hosts.indices.filter { state.hosts[ri][$0]?.last.isUp == true }.map { registry.hosts[$0] }
-                write(ri, hosts: up, state: &state, report: &report)
-            }
-            return
-        }
-        // One line when a host starts failing or fails differently; the attempt count is in every line.
-        if previous == nil || previous?.last.reason != result.reason {
+        } else if previous?.last?.reason != result.reason {
             log.warning("mirror not ready: \(result.reason); retrying")
         }
-        // Once every host of a registry has failed once, a file of ours that still names them is
-        // worse than none: containerd would wait on each dead mirror before falling back.
-        if !state.configured[ri], !state.failed[ri], !state.staleChecked[ri],
-            state.hosts[ri].allSatisfy({ $0 != nil && $0!.last.isUp == false })
-        {
-            state.staleChecked[ri] = true
-            do {
-                try reconciler.reconcile(upstream: registry.upstream, desired: nil, configured: true)
-            } catch {
-                fail(ri, error, state: &state, report: &report)
-            }
-        }
     }
 
-    private func write(_ ri: Int, hosts: [MirrorHost], state: inout ProgressState, report: inout ApplyReport) {
-        let registry = config.registries[ri]
-        do {
-            try reconciler.reconcile(
-                upstream: registry.upstream, desired: HostsFile.render(registry, hosts: hosts), configured: true)
-            state.configured[ri] = true
-            state.refresh(ri)
-        } catch {
-            fail(ri, error, state: &state, report: &report)
-        }
-    }
-
-    private func fail(_ ri: Int, _ error: HostsError, state: inout ProgressState, report: inout ApplyReport) {
-        let upstream = config.registries[ri].upstream
-        state.failed[ri] = true
-        state.refresh(ri)
-        report.failed[upstream] = error.description
-        var log = logger
-        log[metadataKey: LogKey.upstream] = "\(upstream)"
-        log[metadataKey: LogKey.file] = "\(reconciler.store.filePath(upstream))"
-        log.error("\(error)")
-    }
-
-    /// Step 4 of apply, done first: files of upstreams that left the config may name dead mirrors.
-    private func removeUnconfigured(_ report: inout ApplyReport) {
-        let failures = reconciler.removeUpstreams(notIn: Set(config.registries.map(\.upstream)))
-        report.failed.merge(failures) { $1 }
-    }
-
-    private func finish(_ report: ApplyReport, state: ProgressState, started: ContinuousClock.Instant) -> ApplyReport {
+    private func finish(_ report: ApplyReport, state: MirrorState, started: Duration) -> ApplyReport {
         var report = report
-        for (ri, registry) in config.registries.enumerated() {
-            if state.configured[ri] {
+        for registry in config.registries {
+            if state.fileInPlace(registry.upstream) {
                 report.configured.append(registry.upstream)
-            } else if !state.failed[ri] {
+            } else if let failure = state.failed[registry.upstream] {
+                report.failed[registry.upstream] = failure
+            } else {
                 report.waiting.append(registry.upstream)
-                for (hi, host) in registry.hosts.enumerated() {
-                    let progress = state.hosts[ri][hi]
+                for host in registry.hosts {
+                    let tracker = state.trackers[HostKey(upstream: registry.upstream, url: host.url)]
+                    let reason = tracker?.last?.reason ?? "not probed yet"
                     logger.warning(
-                        "mirror still down after \(Self.attempts(progress?.attempts ?? 0)): \(progress?.last.reason ?? "not probed yet")",
+                        "mirror still down after \(Self.attempts(tracker?.probes ?? 0)): \(reason)",
                         metadata: [
                             LogKey.upstream: "\(registry.upstream)", LogKey.host: "\(host.url)", LogKey.result: "down",
-                            LogKey.attempts: "\(progress?.attempts ?? 0)",
-                            LogKey.reason: "\(progress?.last.reason ?? "not probed yet")",
+                            LogKey.attempts: "\(tracker?.probes ?? 0)", LogKey.reason: "\(reason)",
                         ])
                 }
             }
         }
-        let elapsed = ContinuousClock.now - started
-        let summary =
-            "\(report.configured.count)/\(config.registries.count) registries configured in \(elapsed.millisecondsText)"
+        let summary = "\(report.configured.count)/\(config.registries.count) registries configured in \((clock.now - started).millisecondsText)"
         switch report.exitStatus {
         case .ok: logger.notice("apply done: \(summary)")
         default: logger.warning("apply ended (exit \(report.exitStatus.rawValue)): \(summary)")
         }
         status.status(summary)
         return report
+    }
+
+    /// `2/3 registries configured; waiting for quay.io (http://10.0.0.7:5000: connection timed out, attempt 14)`
+    func statusText(_ state: MirrorState, progress: Progress) -> String {
+        let configured = config.registries.filter { state.fileInPlace($0.upstream) }.count
+        var text = "\(configured)/\(config.registries.count) registries configured"
+        let waiting = config.registries.filter { !state.fileInPlace($0.upstream) && state.failed[$0.upstream] == nil }
+        if !waiting.isEmpty {
+            let parts = waiting.prefix(3).map { registry -> String in
+                let detail = registry.hosts.compactMap { host -> String? in
+                    guard let t = state.trackers[HostKey(upstream: registry.upstream, url: host.url)], let last = t.last else { return nil }
+                    return "\(host.url): \(last.reason), attempt \(t.probes)"
+                }
+                return detail.isEmpty ? registry.upstream : "\(registry.upstream) (\(detail.joined(separator: "; ")))"
+            }
+            text += "; waiting for " + parts.joined(separator: ", ")
+            if waiting.count > 3 { text += " and \(waiting.count - 3) more" }
+        }
+        return text
     }
 
     /// `a, b, c and 997 more`: a log line stays readable with a thousand registries.
@@ -257,66 +240,62 @@ public struct Applier: Sendable {
     static func attempts(_ n: Int) -> String { n == 1 ? "1 attempt" : "\(n) attempts" }
 }
 
-struct HostProgress: Sendable {
-    var attempts: Int
-    var last: ProbeResult
+/// Which registries apply is done with, counted so that "all done?" costs nothing per probe result.
+/// A registry is settled when its directory refused a write, or when its file is in place and every
+/// host has answered once, so the file lists every host that is up, not only the quickest. Hosts
+/// still down then are not waited for: watch adds them later.
+struct Progress {
+    private var settled: Set<String> = []
+    let registries: Int
+
+    init(registries: Int) { self.registries = registries }
+
+    var allSettled: Bool { settled.count == registries }
+
+    func isSettled(_ upstream: String) -> Bool { settled.contains(upstream) }
+
+    mutating func refresh(_ registry: Registry, in state: MirrorState) {
+        let now =
+            state.failed[registry.upstream] != nil
+            || (state.fileInPlace(registry.upstream) && state.everyHostAnswered(registry))
+        if now { settled.insert(registry.upstream) } else { settled.remove(registry.upstream) }
+    }
 }
 
-/// Per-registry progress of one apply run. Whether each registry is settled is kept up to date by
-/// `refresh` and counted, so "is everything settled?" costs nothing per probe result.
-struct ProgressState {
-    let config: AgentConfig
-    var hosts: [[HostProgress?]]
-    var configured: [Bool]
-    var failed: [Bool]
-    var staleChecked: [Bool]
-    private var settled: [Bool]
-    private var settledCount = 0
+/// Carries out file decisions for apply and watch: a registry's file is rewritten or removed only
+/// when its decision changed. apply leaves a directory that refused a write alone from then on (it
+/// ends with 73); watch tries again at the next change.
+public struct RegistryFiles: Sendable {
+    public let reconciler: HostsReconciler
+    let logger: Logger
+    let retryFailures: Bool
 
-    init(config: AgentConfig) {
-        self.config = config
-        hosts = config.registries.map { Array(repeating: nil, count: $0.hosts.count) }
-        configured = Array(repeating: false, count: config.registries.count)
-        failed = configured
-        staleChecked = configured
-        settled = configured
+    /// Files of upstreams that left the config go first: they may name dead mirrors, and apply may
+    /// wait a long time. Returns the upstreams that could not be cleaned, with the reason.
+    func removeUnconfigured(_ config: AgentConfig) -> [String: String] {
+        reconciler.removeUpstreams(notIn: Set(config.registries.map(\.upstream)))
     }
 
-    /// Every registry has failed for good, or is configured and every one of its hosts has answered
-    /// at least once (bounded by the probe timeout), so a file lists all the hosts that are up, not
-    /// only the quickest. Hosts still down after that are not waited for: watch adds them later.
-    var allSettled: Bool { settledCount == config.registries.count }
-
-    /// Re-evaluates registry `ri` after its progress changed.
-    mutating func refresh(_ ri: Int) {
-        let now =
-            failed[ri] || (configured[ri] && (!config.registries[ri].readinessProbe || hosts[ri].allSatisfy { $0 != nil }))
-        guard now != settled[ri] else { return }
-        settled[ri] = now
-        settledCount += now ? 1 : -1
-    }
-
-    var unsettledNames: [String] {
-        config.registries.indices.filter { !configured[$0] && !failed[$0] }.map { config.registries[$0].upstream }
-    }
-
-    /// `2/3 registries configured; waiting for quay.io (http://10.0.0.7:5000: connection timed out, attempt 14)`
-    var statusText: String {
-        let done = configured.filter { $0 }.count
-        var text = "\(done)/\(config.registries.count) registries configured"
-        let waiting = config.registries.indices.filter { !configured[$0] && !failed[$0] }
-        if !waiting.isEmpty {
-            let parts = waiting.prefix(4).map { ri -> String in
-                let registry = config.registries[ri]
-                let detail = registry.hosts.indices.compactMap { hi -> String? in
-                    guard let p = hosts[ri][hi] else { return nil }
-                    return "\(registry.hosts[hi].url): \(p.last.reason), attempt \(p.attempts)"
-                }
-                return detail.isEmpty ? registry.upstream : "\(registry.upstream) (\(detail.joined(separator: "; ")))"
-            }
-            text += "; waiting for " + parts.prefix(3).joined(separator: ", ")
-            if waiting.count > 3 { text += " and \(waiting.count - 3) more" }
+    /// Brings the registry's file in line with its decision, if that changed since last time.
+    func carryOut(_ upstream: String, in state: inout MirrorState) {
+        guard state.failed[upstream] == nil, let ri = state.registryIndex[upstream], let decision = state.decision(upstream),
+            decision != .wait, decision != state.applied[upstream]
+        else { return }
+        let registry = state.config.registries[ri]
+        let desired: String?
+        switch decision {
+        case .write(let hosts): desired = HostsFile.render(registry, hosts: hosts)
+        case .remove, .wait: desired = nil
         }
-        return text
+        do {
+            try reconciler.reconcile(upstream: upstream, desired: desired, configured: true)
+            state.applied[upstream] = decision
+        } catch {
+            if !retryFailures { state.failed[upstream] = error.description }
+            var log = logger
+            log[metadataKey: LogKey.upstream] = "\(upstream)"
+            log[metadataKey: LogKey.file] = "\(reconciler.store.filePath(upstream))"
+            log.error("\(error)")
+        }
     }
 }

@@ -13,9 +13,10 @@ public protocol MetricsSink: Sendable {
     func write(_ text: String)
 }
 
-/// Watch mode (design section 6): a first pass like apply, then every host probed on its own
-/// schedule with hysteresis; a registry's hosts.toml always lists the hosts that are in, and goes
-/// away while none is. SIGHUP reloads the config, SIGTERM ends cleanly leaving the files as they are.
+/// watch (docs/design.md, "watch"): the same model as apply (`MirrorState`, `fileDecision`), with
+/// hysteresis and no end. Every host is probed once a round (shared, jittered rounds), a suspect one
+/// on the fast backoff; a registry's hosts.toml always lists the hosts that are in, and goes away while
+/// none is. SIGHUP reloads the config, SIGTERM ends cleanly leaving the files as they are.
 public struct Watcher: Sendable {
     /// Why a reload was refused, one line per problem.
     public struct ReloadError: Error, Sendable {
@@ -26,7 +27,7 @@ public struct Watcher: Sendable {
 
     public let initialConfig: AgentConfig
     public let prober: any MirrorProber
-    public let reconciler: HostsReconciler
+    public let files: RegistryFiles
     public let notifier: any ServiceNotifier
     public let metrics: (any MetricsSink)?
     public let logger: Logger
@@ -36,26 +37,26 @@ public struct Watcher: Sendable {
     public let watchdogInterval: Duration?
     /// Seconds since the epoch, for the metrics' timestamps.
     public let wallClock: @Sendable () -> Double
+    public let clock: AgentClock
+    public let random: RandomSource
 
     public init(
         config: AgentConfig, prober: any MirrorProber, store: any HostsStore, notifier: any ServiceNotifier,
         metrics: (any MetricsSink)?, logger: Logger, watchdogInterval: Duration?,
-        wallClock: @escaping @Sendable () -> Double, reloadConfig: @escaping ConfigSource
+        wallClock: @escaping @Sendable () -> Double, reloadConfig: @escaping ConfigSource,
+        clock: AgentClock = .continuous, random: RandomSource = .system
     ) {
         self.wallClock = wallClock
         self.initialConfig = config
         self.prober = prober
-        self.reconciler = HostsReconciler(store: store, logger: logger)
+        self.files = RegistryFiles(reconciler: HostsReconciler(store: store, logger: logger), logger: logger, retryFailures: true)
         self.notifier = notifier
         self.metrics = metrics
         self.logger = logger
         self.watchdogInterval = watchdogInterval
         self.reloadConfig = reloadConfig
-    }
-
-    struct HostKey: Hashable, Sendable {
-        var upstream: String
-        var url: String
+        self.clock = clock
+        self.random = random
     }
 
     enum Event: Sendable {
@@ -68,26 +69,8 @@ public struct Watcher: Sendable {
     /// Runs until `stop` yields; returns the exit status (0: stopped by a signal, as services are).
     public func run(stop: AsyncStream<Void>, hangup: AsyncStream<Void>) async -> ExitStatus {
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
-        var state = WatchState(config: initialConfig)
-        var probeTasks: [Task<Void, Never>] = []
-
-        func startProbes() {
-            probeTasks.forEach { $0.cancel() }
-            state.generation += 1
-            let generation = state.generation
-            let settings = state.config.probe
-            let rounds = RoundSchedule(interval: settings.watchInterval.duration)
-            probeTasks = state.config.registries.flatMap { registry in
-                registry.hosts.map { host in
-                    let key = HostKey(upstream: registry.upstream, url: host.url)
-                    let seed = state.trackers[key] ?? HostTracker()
-                    return Task {
-                        await probeLoop(
-                            host, key: key, tracker: seed, settings: settings, rounds: rounds, generation: generation, sink: sink)
-                    }
-                }
-            }
-        }
+        var state = MirrorState(config: initialConfig)
+        var watch = WatchProgress()
 
         return await withTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -102,36 +85,65 @@ public struct Watcher: Sendable {
             if let watchdogInterval {
                 group.addTask {
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: watchdogInterval)
+                        await clock.sleep(for: watchdogInterval)
                         sink.yield(.tick)
                     }
                 }
             }
-            reconciler.removeUpstreams(notIn: Set(state.config.registries.map(\.upstream)))
-            logger.notice("watch: probing \(state.hostCount) mirrors of \(state.config.registries.count) registries")
-            startProbes()
+            _ = files.removeUnconfigured(state.config)
+            for registry in state.config.registries where !registry.readinessProbe { files.carryOut(registry.upstream, in: &state) }
+            logger.notice("watch: probing \(state.probedHosts) mirrors of \(state.config.registries.count) registries")
+            // One task group per config generation: a reload cancels it and waits for its probes to end.
+            var probes = startProbes(state, generation: watch.generation, sink: sink)
 
-            var status = ExitStatus.ok
             loop: for await event in events {
                 switch event {
                 case .result(let generation, let key, let tracker, let changed):
-                    guard generation == state.generation else { continue }
-                    handle(key, tracker, changed: changed, state: &state)
+                    guard generation == watch.generation else { continue }
+                    handle(key, tracker, changed: changed, state: &state, watch: &watch)
                 case .tick:
                     notifier.watchdog()
                 case .reload:
-                    if reload(&state) { startProbes() }
+                    guard let config = reloaded() else { continue }
+                    probes.cancel()
+                    await probes.value
+                    state.replace(config: config)
+                    _ = files.removeUnconfigured(config)
+                    for registry in config.registries { files.carryOut(registry.upstream, in: &state) }
+                    logger.notice("config reloaded: \(config.registries.count) registries, \(state.probedHosts) mirrors")
+                    watch.generation += 1
+                    probes = startProbes(state, generation: watch.generation, sink: sink)
                 case .stop:
                     logger.notice("watch: stopping on signal; files are left as they are")
                     notifier.stopping()
-                    status = .ok
                     break loop
                 }
             }
-            probeTasks.forEach { $0.cancel() }
+            probes.cancel()
+            await probes.value
             group.cancelAll()
             sink.finish()
-            return status
+            return .ok
+        }
+    }
+
+    /// One task holding a task group of every probed host's loop: cancelled and awaited as a whole.
+    private func startProbes(_ state: MirrorState, generation: Int, sink: AsyncStream<Event>.Continuation) -> Task<Void, Never> {
+        let settings = state.config.probe
+        let rounds = RoundSchedule(interval: settings.watchInterval.duration, random: random)
+        let hosts = state.config.registries.filter(\.readinessProbe).flatMap { registry in
+            registry.hosts.map { (host: $0, key: HostKey(upstream: registry.upstream, url: $0.url)) }
+        }
+        let seeds = state.trackers
+        return Task {
+            await withTaskGroup(of: Void.self) { group in
+                for (host, key) in hosts {
+                    let seed = seeds[key] ?? HostTracker()
+                    group.addTask {
+                        await probeLoop(host, key: key, tracker: seed, settings: settings, rounds: rounds, generation: generation, sink: sink)
+                    }
+                }
+            }
         }
     }
 
@@ -140,32 +152,28 @@ public struct Watcher: Sendable {
         generation: Int, sink: AsyncStream<Event>.Continuation
     ) async {
         var tracker = tracker
-        var rng = SystemRandomNumberGenerator()
         // A host carried over a reload keeps its schedule roughly: start within one fast interval.
         if tracker.inFile != nil {
-            try? await Task.sleep(for: Backoff(settings).delay(attempt: 1, using: &rng))
+            await clock.sleep(for: Backoff(settings).delay(attempt: 1, unit: random.unit()))
         }
         while !Task.isCancelled {
             let result = await prober.probe(host, settings: settings)
             if Task.isCancelled { return }
             let changed = tracker.record(result, settings: settings)
             sink.yield(.result(generation: generation, key: key, tracker: tracker, changed: changed))
-            if let delay = tracker.suspectDelay(settings: settings, unit: Double.random(in: 0...1, using: &rng)) {
-                try? await Task.sleep(for: delay)
+            if let delay = tracker.suspectDelay(settings: settings, unit: random.unit()) {
+                await clock.sleep(for: delay)
             } else {
                 // Steady hosts all wake for the same round: one timer and one batch of probes per
                 // interval instead of one wake-up per host, which is most of an idle watcher's cost.
-                try? await Task.sleep(until: rounds.next(after: .now), tolerance: .milliseconds(20), clock: .continuous)
+                await clock.sleep(until: rounds.next(after: clock.now))
             }
         }
     }
 
-    private func handle(_ key: HostKey, _ tracker: HostTracker, changed: Bool, state: inout WatchState) {
-        let previous = state.trackers[key]
-        state.trackers[key] = tracker
-        state.lastResultTime = wallClock()
-        if previous?.inFile == nil && tracker.inFile != nil { state.decidedHosts += 1 }
-        guard let ri = state.registryIndex[key.upstream] else { return }
+    private func handle(_ key: HostKey, _ tracker: HostTracker, changed: Bool, state: inout MirrorState, watch: inout WatchProgress) {
+        guard let previous = state.adopt(key, tracker) else { return }
+        watch.lastResultTime = wallClock()
         var log = logger
         log[metadataKey: LogKey.upstream] = "\(key.upstream)"
         log[metadataKey: LogKey.host] = "\(key.url)"
@@ -188,142 +196,94 @@ public struct Watcher: Sendable {
                 log[metadataKey: LogKey.attempts] = "\(tracker.consecutiveSuccesses)"
                 log.notice("mirror back after \(tracker.consecutiveSuccesses) good probes: putting it back into hosts.toml")
             }
-            reconcile(ri, state: &state)
+            files.carryOut(key.upstream, in: &state)
         } else if tracker.isSuspect && previous?.isSuspect != true {
             log.info("mirror suspect: \(tracker.last?.reason ?? ""); probing faster")
         }
 
-        if !state.firstPassDone && state.decidedHosts == state.hostCount {
-            state.firstPassDone = true
-            logger.notice("watch: first pass done: \(state.statusText)")
+        if !watch.firstPassDone && state.everyHostDecided {
+            watch.firstPassDone = true
+            logger.notice("watch: first pass done: \(statusText(state))")
             notifier.ready()
-            notifier.status(state.statusText)
-            writeMetrics(&state, force: true)
-        } else if changed && state.firstPassDone {
-            if notifier.isListening { notifier.status(state.statusText) }
-            writeMetrics(&state, force: true)
+            notifier.status(statusText(state))
+            writeMetrics(state, &watch, force: true)
+        } else if changed && watch.firstPassDone {
+            if notifier.isListening { notifier.status(statusText(state)) }
+            writeMetrics(state, &watch, force: true)
         } else {
             // During the first pass every result is a change: writing the whole text for each would
             // make the first pass quadratic in the number of mirrors. Once a second is enough.
-            writeMetrics(&state, force: false)
+            writeMetrics(state, &watch, force: false)
         }
     }
 
-    /// Writes the registry's file for the hosts that are in; removes it while none is, once every host
-    /// has been heard from (a host not probed yet might be up).
-    private func reconcile(_ ri: Int, state: inout WatchState) {
-        let registry = state.config.registries[ri]
-        let trackers = registry.hosts.map { state.trackers[HostKey(upstream: registry.upstream, url: $0.url)] }
-        let inHosts = registry.hosts.indices.filter { trackers[$0]?.inFile == true }.map { registry.hosts[$0] }
-        if inHosts.isEmpty && trackers.contains(where: { $0?.inFile == nil }) { return }
-        do {
-            try reconciler.reconcile(
-                upstream: registry.upstream, desired: HostsFile.render(registry, hosts: inHosts), configured: true)
-            state.fileInPlace[registry.upstream] = !inHosts.isEmpty
-        } catch {
-            logger.error("\(error)", metadata: [LogKey.upstream: "\(registry.upstream)"])
-        }
-    }
-
-    /// SIGHUP: a valid new config replaces the old one; an invalid one is reported and the old one kept.
-    private func reload(_ state: inout WatchState) -> Bool {
+    /// SIGHUP: a valid new config, or nil when it is refused (the running one is kept).
+    private func reloaded() -> AgentConfig? {
         switch reloadConfig() {
         case .failure(let error):
             for line in error.lines { logger.error("config reload: \(line)") }
             logger.error("config reload failed: keeping the running config")
-            return false
+            return nil
         case .success(let config):
-            state.config = config
-            let keys = Set(config.registries.flatMap { r in r.hosts.map { HostKey(upstream: r.upstream, url: $0.url) } })
-            state.trackers = state.trackers.filter { keys.contains($0.key) }
-            state.decidedHosts = state.trackers.values.filter { $0.inFile != nil }.count
-            reconciler.removeUpstreams(notIn: Set(config.registries.map(\.upstream)))
-            for ri in config.registries.indices { reconcile(ri, state: &state) }
-            logger.notice("config reloaded: \(config.registries.count) registries, \(state.hostCount) mirrors")
-            return true
+            return config
         }
     }
 
-    private func writeMetrics(_ state: inout WatchState, force: Bool) {
+    private func writeMetrics(_ state: MirrorState, _ watch: inout WatchProgress, force: Bool) {
         guard let metrics else { return }
         let now = wallClock()
-        guard force || now - state.lastMetricsWrite >= 1 else { return }
-        state.lastMetricsWrite = now
-        let hosts = state.config.registries.flatMap { r in
-            r.hosts.map { h in
-                MetricsText.HostSample(
-                    upstream: r.upstream, url: h.url,
-                    tracker: state.trackers[HostKey(upstream: r.upstream, url: h.url)] ?? HostTracker())
-            }
+        guard force || now - watch.lastMetricsWrite >= 1 else { return }
+        watch.lastMetricsWrite = now
+        let hosts = state.probedKeys.map { key in
+            MetricsText.HostSample(upstream: key.upstream, url: key.url, tracker: state.trackers[key] ?? HostTracker())
         }
-        let files = state.config.registries.map { ($0.upstream, state.fileInPlace[$0.upstream] ?? false) }
-        metrics.write(MetricsText.render(hosts: hosts, filesInPlace: files, timestamp: state.lastResultTime))
-    }
-}
-
-struct WatchState {
-    var config: AgentConfig {
-        didSet { index() }
-    }
-    /// Upstream to its position in `config.registries`, and the number of hosts: looked up per result.
-    private(set) var registryIndex: [String: Int] = [:]
-    private(set) var hostCount = 0
-    /// Hosts whose first result is in (`inFile` no longer nil): the first pass is done when all are.
-    var decidedHosts = 0
-    var trackers: [Watcher.HostKey: HostTracker] = [:]
-    var fileInPlace: [String: Bool] = [:]
-    var generation = 0
-    var firstPassDone = false
-    var lastMetricsWrite = 0.0
-    var lastResultTime = 0.0
-
-    init(config: AgentConfig) {
-        self.config = config
-        index()
+        let files = state.config.registries.map { ($0.upstream, state.fileInPlace($0.upstream)) }
+        metrics.write(MetricsText.render(hosts: hosts, filesInPlace: files, timestamp: watch.lastResultTime))
     }
 
-    private mutating func index() {
-        registryIndex = Dictionary(config.registries.enumerated().map { ($1.upstream, $0) }, uniquingKeysWith: { a, _ in a })
-        hostCount = config.registries.reduce(0) { $0 + $1.hosts.count }
-    }
-
-    /// `3/3 registries have a mirror in hosts.toml; 4/5 mirrors in; down: quay.io http://...`
-    var statusText: String {
-        var down: [String] = []
+    /// `3/3 registries have a mirror in hosts.toml; 4/5 mirrors in; out: quay.io http://...`
+    func statusText(_ state: MirrorState) -> String {
+        var out: [String] = []
         var inCount = 0
-        for r in config.registries {
-            for h in r.hosts {
-                if trackers[Watcher.HostKey(upstream: r.upstream, url: h.url)]?.inFile == true {
-                    inCount += 1
-                } else {
-                    down.append("\(r.upstream) \(h.url)")
-                }
-            }
+        for key in state.probedKeys {
+            if state.trackers[key]?.inFile == true { inCount += 1 } else { out.append(key.description) }
         }
-        let files = config.registries.filter { fileInPlace[$0.upstream] == true }.count
-        var text = "\(files)/\(config.registries.count) registries have a mirror in hosts.toml; \(inCount)/\(hostCount) mirrors in"
-        if !down.isEmpty { text += "; out: " + down.joined(separator: ", ") }
+        let files = state.config.registries.filter { state.fileInPlace($0.upstream) }.count
+        var text = "\(files)/\(state.config.registries.count) registries have a mirror in hosts.toml; \(inCount)/\(state.probedHosts) mirrors in"
+        if !out.isEmpty { text += "; out: " + out.prefix(5).joined(separator: ", ") + (out.count > 5 ? " and \(out.count - 5) more" : "") }
         return text
     }
 }
 
+/// What only watch keeps beside the shared model.
+struct WatchProgress {
+    var generation = 0
+    var firstPassDone = false
+    var lastMetricsWrite = 0.0
+    var lastResultTime = 0.0
+}
+
 /// The shared start times of probe rounds: every `interval` with ±20% jitter drawn once per round, so
-/// the steady hosts of one node probe together while nodes drift apart.
+/// the steady hosts of one node probe together while nodes drift apart. Times are the clock's `now`.
 final class RoundSchedule: Sendable {
     private let interval: Duration
-    private let upcoming: Mutex<ContinuousClock.Instant?> = Mutex(nil)
+    private let random: RandomSource
+    private let upcoming: Mutex<Duration?> = Mutex(nil)
 
-    init(interval: Duration) { self.interval = interval }
+    init(interval: Duration, random: RandomSource = .system) {
+        self.interval = interval
+        self.random = random
+    }
 
     /// The next round start after `now`; the first is one jittered interval away.
-    func next(after now: ContinuousClock.Instant, unit: @Sendable () -> Double = { Double.random(in: 0...1) }) -> ContinuousClock.Instant {
+    func next(after now: Duration) -> Duration {
         upcoming.withLock { upcoming in
-            var next = upcoming ?? now + jittered(unit())
-            while next <= now { next += jittered(unit()) }
+            var next = upcoming ?? now + jittered()
+            while next <= now { next += jittered() }
             upcoming = next
             return next
         }
     }
 
-    private func jittered(_ unit: Double) -> Duration { interval * (0.8 + 0.4 * min(max(unit, 0), 1)) }
+    private func jittered() -> Duration { interval * (0.8 + 0.4 * min(max(random.unit(), 0), 1)) }
 }

@@ -111,20 +111,21 @@ struct HostTrackerTests {
 
     @Test("steady hosts share round starts, spaced by the interval ±20%")
     func rounds() {
-        let schedule = RoundSchedule(interval: .seconds(10))
-        let start = ContinuousClock.now
-        let first = schedule.next(after: start, unit: { 0.5 })
+        // The jitter draws, in order: first round 0.5 (10 s), then 1 (12 s), 0 (8 s), then 0.5s.
+        let schedule = RoundSchedule(interval: .seconds(10), random: .scripted([0.5, 1, 0, 0.5]))
+        let start = Duration.seconds(100)
+        let first = schedule.next(after: start)
         #expect(close(first - start, .seconds(10)))
-        // Every host asking before the round starts gets the same instant.
-        #expect(schedule.next(after: start + .seconds(3), unit: { 0 }) == first)
-        #expect(schedule.next(after: start + .seconds(9), unit: { 1 }) == first)
+        // Every host asking before the round starts gets the same instant, and draws nothing.
+        #expect(schedule.next(after: start + .seconds(3)) == first)
+        #expect(schedule.next(after: start + .seconds(9)) == first)
         // Once it has started, the next round is one jittered interval later.
-        let second = schedule.next(after: first + .milliseconds(5), unit: { 1 })
+        let second = schedule.next(after: first + .milliseconds(5))
         #expect(close(second - first, .seconds(12)))
-        let third = schedule.next(after: second + .milliseconds(5), unit: { 0 })
+        let third = schedule.next(after: second + .milliseconds(5))
         #expect(close(third - second, .seconds(8)))
         // A host that overslept several rounds lands on the first start still ahead.
-        let late = schedule.next(after: third + .seconds(25), unit: { 0.5 })
+        let late = schedule.next(after: third + .seconds(25))
         #expect(late > third + .seconds(25) && late <= third + .seconds(35))
     }
 }

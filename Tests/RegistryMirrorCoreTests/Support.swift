@@ -1,4 +1,5 @@
 import RegistryMirrorCore
+import Synchronization
 import Testing
 
 /// Small builders for config snippets, so each table row only states what it is about.
@@ -37,5 +38,18 @@ func loadError(
         return nil
     } catch {
         return error
+    }
+}
+
+extension RandomSource {
+    /// Repeatable jitter: `values` in order, the last one repeated.
+    static func scripted(_ values: [Double]) -> RandomSource {
+        let index = Mutex(0)
+        return RandomSource {
+            index.withLock { i in
+                defer { i += 1 }
+                return values[min(i, values.count - 1)]
+            }
+        }
     }
 }

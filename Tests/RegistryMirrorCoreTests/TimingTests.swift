@@ -1,0 +1,177 @@
+import Logging
+import Synchronization
+import Testing
+
+@testable import RegistryMirrorCore
+
+/// The timing logic of apply and watch (backoff, hysteresis, rounds, deadline) on a manual clock with
+/// scripted jitter: exact times, no waiting on the wall clock.
+@Suite("Timing on a manual clock")
+struct TimingTests {
+    static let up = ProbeResult(state: .up, reason: "HTTP 200")
+    static let refused = ProbeResult(state: .down, reason: "connection refused")
+    static let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+    @Test("apply: a dead mirror is retried on the backoff (200, 400, 800 ms, then every 1 s) until a 10-minute deadline")
+    func applyBackoffUntilDeadline() async throws {
+        let registry = Registry(upstream: "docker.io", hosts: [MirrorHost(url: "http://dead:1")])
+        var config = AgentConfig()
+        config.registries = [registry]
+        config.probe.deadline = .seconds(600)
+        let prober = ScriptedProber(["http://dead:1": [(.zero, Self.refused)]])
+        let clock = ManualClock()
+        // Jitter unit 1: every wait is its full ceiling.
+        let applier = Applier(
+            config: config, prober: prober, store: MemoryStore(), logger: Self.logger, clock: AgentClock(clock),
+            random: .scripted([1]))
+        let run = Task { await applier.run() }
+        var probeTimes: [Duration] = []
+        // Two sleepers: the deadline, and the host's backoff. Step to the earliest each time.
+        while await clock.waitForSleepers(2), let next = clock.nextDeadline, next < .seconds(600) {
+            probeTimes.append(next)
+            clock.advance(to: next)
+        }
+        clock.advance(to: .seconds(600))
+        let report = await run.value
+        #expect(report.exitStatus == .deadlineReached)
+        #expect(report.waiting == ["docker.io"])
+        #expect(Array(probeTimes.prefix(4)) == [.milliseconds(200), .milliseconds(600), .milliseconds(1400), .milliseconds(2400)])
+        // 0, 0.2, 0.6, 1.4, then 2.4 ... 599.4 s: one probe a second at most once backed off.
+        #expect(prober.count("http://dead:1") == 4 + 598)
+    }
+
+    @Test("apply: a mirror that comes up after 5 s of refusals is written at the probe that sees it, not a round later")
+    func applyWritesAtOnce() async throws {
+        let registry = Registry(upstream: "ghcr.io", hosts: [MirrorHost(url: "http://late:1")])
+        var config = AgentConfig()
+        config.registries = [registry]
+        let prober = ScriptedProber(["http://late:1": Array(repeating: (Duration.zero, Self.refused), count: 8) + [(.zero, Self.up)]])
+        let clock = ManualClock()
+        let store = MemoryStore()
+        let applier = Applier(
+            config: config, prober: prober, store: store, logger: Self.logger, clock: AgentClock(clock), random: .scripted([0]))
+        let run = Task { await applier.run() }
+        while store.content("ghcr.io") == nil, await clock.waitForSleepers(1), let next = clock.nextDeadline {
+            clock.advance(to: next)
+            _ = await eventuallyTrue { clock.sleeperCount == 1 || store.content("ghcr.io") != nil }
+        }
+        #expect(await run.value.exitStatus == .ok)
+        // Jitter unit 0: each wait is half its ceiling: 100, 200, 400, 500, 500, 500, 500, 500 ms.
+        #expect(clock.now == ManualClock.Instant(offset: .milliseconds(3200)))
+        #expect(store.content("ghcr.io") == HostsFile.render(registry, hosts: registry.hosts))
+    }
+
+    @Test("watch: a mirror that dies leaves at its third failed probe, 12.6 s in (round of 12 s, then 200 + 400 ms)")
+    func watchHysteresis() async throws {
+        let registry = Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://m:1")])
+        var config = AgentConfig()
+        config.registries = [registry]
+        let prober = ScriptedProber(["http://m:1": [(.zero, Self.up)] + Array(repeating: (Duration.zero, Self.refused), count: 10)])
+        let clock = ManualClock()
+        let store = MemoryStore()
+        let watcher = Watcher(
+            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: nil, logger: Self.logger,
+            watchdogInterval: nil, wallClock: { 0 }, reloadConfig: { .failure(.init(lines: [])) }, clock: AgentClock(clock),
+            random: .scripted([1]))
+        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
+        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
+        let run = Task { await watcher.run(stop: stop, hangup: hangup) }
+        #expect(await clock.waitForSleepers(1))
+        #expect(await eventuallyTrue { store.content("quay.io") != nil }, "written after the first probe")
+        var removedAt: Duration?
+        for probe in 2...4 {
+            guard let next = clock.nextDeadline else { break }
+            clock.advance(to: next)
+            #expect(await eventuallyTrue { prober.count("http://m:1") == probe && clock.sleeperCount == 1 })
+            if probe == 4 {
+                #expect(await eventuallyTrue { store.content("quay.io") == nil })
+                removedAt = clock.now.offset
+            } else {
+                #expect(store.content("quay.io") != nil, "out after \(probe - 1) failures")
+            }
+        }
+        #expect(removedAt.map { close($0, .milliseconds(12_600)) } == true, "removed at \(String(describing: removedAt))")
+        // After the third failure it is out and steady: the next probe waits for the next round.
+        #expect(clock.nextDeadline.map { close($0, .seconds(24)) } == true)
+        trigger.yield()
+        #expect(await run.value == .ok)
+    }
+}
+
+private func close(_ a: Duration, _ b: Duration) -> Bool { a - b < .microseconds(1) && b - a < .microseconds(1) }
+
+/// Polls briefly in real time (the code under test runs on other threads).
+func eventuallyTrue(_ condition: () -> Bool) async -> Bool {
+    for _ in 0..<5_000 {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(1))
+    }
+    return condition()
+}
+
+@Suite("apply and watch: one model")
+struct OneModelTests {
+    static let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+    @Test("for the same probe results, apply and watch's first pass write the same files")
+    func sameFiles() async throws {
+        let up = ProbeResult(state: .up, reason: "HTTP 200")
+        let down = ProbeResult(state: .down, reason: "connection refused")
+        let registries = [
+            Registry(upstream: "all-up.io", hosts: [MirrorHost(url: "http://a:1"), MirrorHost(url: "http://b:1")]),
+            Registry(upstream: "mixed.io", hosts: [MirrorHost(url: "http://c:1"), MirrorHost(url: "http://d:1"), MirrorHost(url: "http://e:1")]),
+            Registry(upstream: "all-down.io", hosts: [MirrorHost(url: "http://f:1")]),
+            Registry(upstream: "unprobed.io", readinessProbe: false, hosts: [MirrorHost(url: "http://g:1")]),
+        ]
+        let script: [String: [(Duration, ProbeResult)]] = [
+            "http://a:1": [(.zero, up)], "http://b:1": [(.zero, up)], "http://c:1": [(.zero, down)],
+            "http://d:1": [(.zero, up)], "http://e:1": [(.zero, down)], "http://f:1": [(.zero, down)],
+        ]
+        var config = AgentConfig()
+        config.registries = registries
+        config.probe.deadline = .seconds(5)
+
+        // Files of a stale earlier run, which both must replace or remove alike.
+        func seeded() -> MemoryStore {
+            let store = MemoryStore()
+            let old = Registry(upstream: "all-down.io", hosts: [MirrorHost(url: "http://old:1")])
+            try? store.perform([.writeRecord(.init(createdDirectory: true)), .write(HostsFile.render(old, hosts: old.hosts)!)], upstream: "all-down.io")
+            return store
+        }
+
+        let applyStore = seeded()
+        let applyClock = ManualClock()
+        let apply = Task {
+            await Applier(
+                config: config, prober: ScriptedProber(script), store: applyStore, logger: Self.logger,
+                clock: AgentClock(applyClock), random: .scripted([1])
+            ).run()
+        }
+        while await applyClock.waitForSleepers(2), let next = applyClock.nextDeadline, next < .seconds(5) { applyClock.advance(to: next) }
+        applyClock.advance(to: .seconds(5))
+        #expect(await apply.value.exitStatus == .deadlineReached)
+
+        let watchStore = seeded()
+        let watchClock = ManualClock()
+        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
+        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
+        let watch = Task {
+            await Watcher(
+                config: config, prober: ScriptedProber(script), store: watchStore, notifier: SilentNotifier(), metrics: nil,
+                logger: Self.logger, watchdogInterval: nil, wallClock: { 0 }, reloadConfig: { .failure(.init(lines: [])) },
+                clock: AgentClock(watchClock), random: .scripted([1])
+            ).run(stop: stop, hangup: hangup)
+        }
+        // The first pass is over when every probed host (6) sleeps until its next probe.
+        #expect(await watchClock.waitForSleepers(6))
+        trigger.yield()
+        #expect(await watch.value == .ok)
+
+        for registry in registries {
+            #expect(applyStore.content(registry.upstream) == watchStore.content(registry.upstream), "\(registry.upstream)")
+        }
+        #expect(applyStore.content("mixed.io") == HostsFile.render(registries[1], hosts: [registries[1].hosts[1]]))
+        #expect(applyStore.content("all-down.io") == nil)
+        #expect(applyStore.content("unprobed.io") == HostsFile.render(registries[3], hosts: registries[3].hosts))
+    }
+}
