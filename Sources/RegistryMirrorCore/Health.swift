@@ -21,10 +21,23 @@ public struct HealthReport: Sendable {
         public var message: String
     }
 
+    /// A host as check saw it; the raw value is what `--output json` says.
+    public enum HostState: String, Sendable, CustomStringConvertible {
+        case up, down
+        /// readiness_probe = false, or an upstream no longer configured.
+        case unprobed
+        public var description: String { rawValue }
+    }
+
+    /// A registry's hosts.toml as check judged it; the raw value is what `--output json` says.
+    public enum FileState: String, Sendable, CustomStringConvertible {
+        case ok, absent, missing, stale, foreign, conflict, orphaned
+        public var description: String { rawValue }
+    }
+
     public struct HostHealth: Sendable {
         public var url: String
-        /// `up`, `down`, or `unprobed` (readiness_probe = false, or an upstream no longer configured).
-        public var state: String
+        public var state: HostState
         public var reason: String
         public var latencyMilliseconds: Double?
         public var inFile: Bool
@@ -33,8 +46,7 @@ public struct HealthReport: Sendable {
     public struct RegistryHealth: Sendable {
         public var upstream: String
         public var file: String
-        /// `ok`, `absent`, `missing`, `stale`, `foreign`, `conflict` or `orphaned`.
-        public var fileState: String
+        public var fileState: FileState
         public var state: HealthState
         public var findings: [Finding]
         public var hosts: [HostHealth]
@@ -67,7 +79,7 @@ public struct HealthReport: Sendable {
         if state == .ok {
             let hosts = registries.flatMap(\.hosts)
             summary =
-                "OK: \(registries.count) registries, \(hosts.filter { $0.state == "up" }.count)/\(hosts.count) hosts up, files match; \(containerdFinding.message)"
+                "OK: \(registries.count) registries, \(hosts.filter { $0.state == .up }.count)/\(hosts.count) hosts up, files match; \(containerdFinding.message)"
         } else {
             let worst = all.filter { $0.state == state }
             let more = worst.count > 1 ? " (+\(worst.count - 1) more)" : ""
@@ -81,19 +93,19 @@ public struct HealthReport: Sendable {
         func add(_ state: HealthState, _ message: String) { findings.append(Finding(state: state, message: message)) }
         let hosts = entry.hosts.map { status -> HostHealth in
             guard let result = status.result else {
-                return HostHealth(url: status.host.url, state: "unprobed", reason: "", latencyMilliseconds: nil, inFile: status.inFile)
+                return HostHealth(url: status.host.url, state: .unprobed, reason: "", latencyMilliseconds: nil, inFile: status.inFile)
             }
             return HostHealth(
-                url: status.host.url, state: result.state.rawValue, reason: result.reason,
+                url: status.host.url, state: result.isUp ? .up : .down, reason: result.reason,
                 latencyMilliseconds: result.latency.fractionalSeconds * 1000,
                 inFile: status.inFile)
         }
-        let fileState: String
+        let fileState: FileState
         if let conflict = entry.conflict {
-            fileState = "conflict"
+            fileState = .conflict
             add(.critical, conflict.message)
         } else if entry.registry == nil {
-            fileState = "orphaned"
+            fileState = .orphaned
             add(.warning, "\(entry.filePath) belongs to an upstream no longer configured; apply removes it")
         } else {
             let upHosts = entry.hosts.filter(\.isUp)
@@ -102,26 +114,26 @@ public struct HealthReport: Sendable {
             }
             switch entry.observed.file {
             case .foreign:
-                fileState = "foreign"
+                fileState = .foreign
                 if let up = upHosts.first {
                     add(.critical, "\(entry.filePath) was not written by this agent, so \(up.host.url) (up) is not used; run apply")
                 }
             case .absent, .notRegular:
                 if let up = upHosts.first {
-                    fileState = "missing"
+                    fileState = .missing
                     add(.critical, "\(entry.filePath) is missing though \(up.host.url) is up; run apply")
                 } else {
-                    fileState = "absent"
+                    fileState = .absent
                 }
             case .managed(let current):
                 for problem in HostsFile.readProblems(current) {
                     add(.critical, "\(entry.filePath): \(problem); run apply")
                 }
                 if current == entry.desired {
-                    fileState = "ok"
+                    fileState = .ok
                 } else {
                     // Every host down: the lines above already made it CRITICAL.
-                    fileState = "stale"
+                    fileState = .stale
                     if let unlisted = upHosts.first(where: { !$0.inFile }) {
                         add(.critical, "\(entry.filePath) does not list \(unlisted.host.url), which is up; run apply")
                     } else if !entry.hosts.contains(where: { $0.inFile && !$0.isUp }) {

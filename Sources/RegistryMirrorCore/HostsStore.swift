@@ -1,14 +1,27 @@
 import Logging
 
-/// A failed file system operation under hosts_dir.
+/// A failed file system operation under hosts_dir: what, where, and errno when a system call failed,
+/// so callers can tell a read-only file system (EROFS) from a permission problem (EACCES) without
+/// parsing text.
 public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     public var operation: String
     public var path: String
+    /// errno of the failed call; nil for refusals of the agent's own (a file that changed under it).
+    public var errno: Int32?
     public var reason: String
 
     public init(operation: String, path: String, reason: String) {
         self.operation = operation
         self.path = path
+        self.errno = nil
+        self.reason = reason
+    }
+
+    /// A failed system call (the system layer adds an initialiser that takes the text from strerror).
+    public init(operation: String, path: String, errno: Int32, reason: String) {
+        self.operation = operation
+        self.path = path
+        self.errno = errno
         self.reason = reason
     }
 
@@ -124,8 +137,11 @@ extension HostsReconciler {
         let upstreams: [String]
         do {
             // Every run starts here (apply, watch, remove): the moment to clear a killed run's leftovers.
-            try store.withLock(creatingRoot: false) { store.removeLeftovers() }
-            upstreams = try store.upstreamsWithOurFiles().filter { !configured.contains($0) }
+            // The listing too is made under the lock: another instance may be renaming files meanwhile.
+            upstreams = try store.withLock(creatingRoot: false) {
+                store.removeLeftovers()
+                return try store.upstreamsWithOurFiles().filter { !configured.contains($0) }
+            }
         } catch {
             logger.error("\(error)")
             return [store.root: "\(error)"]

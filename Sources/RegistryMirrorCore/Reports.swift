@@ -102,11 +102,11 @@ public enum CheckText {
         }
         let registries = report.registries.map { r in
             let hosts = r.hosts.map { h in
-                "{\"url\":\(JSON.string(h.url)),\"state\":\(JSON.string(h.state)),\"reason\":\(JSON.string(h.reason)),"
+                "{\"url\":\(JSON.string(h.url)),\"state\":\(JSON.string(h.state.rawValue)),\"reason\":\(JSON.string(h.reason)),"
                     + "\"latency_ms\":\(h.latencyMilliseconds.map { format($0) } ?? "null"),\"in_file\":\(h.inFile)}"
             }
             return "{\"upstream\":\(JSON.string(r.upstream)),\"file\":\(JSON.string(r.file)),"
-                + "\"file_state\":\(JSON.string(r.fileState)),\"state\":\(JSON.string(r.state.description)),"
+                + "\"file_state\":\(JSON.string(r.fileState.rawValue)),\"state\":\(JSON.string(r.state.description)),"
                 + "\"findings\":[\(r.findings.map(finding).joined(separator: ","))],\"hosts\":[\(hosts.joined(separator: ","))]}"
         }
         return "{\"state\":\(JSON.string(report.state.description)),\"exit_code\":\(report.state.rawValue),"

@@ -9,7 +9,7 @@ public enum AtomicFile {
         let temporary = ".\(name).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
         let path = "\(dirPath)/\(name)"
         let raw = openat(dir.raw, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        guard raw >= 0 else { throw StoreError(operation: "write", path: path, reason: String(cString: strerror(errno))) }
+        guard raw >= 0 else { throw StoreError(operation: "write", path: path, errno: errno) }
         do throws(StoreError) {
             let fd = FileDescriptor(raw)
             try call("write", path) { fchmod(fd.raw, 0o644) }
@@ -22,7 +22,7 @@ public enum AtomicFile {
                         bytes.withUnsafeMutableBytes { write(fd.raw, $0.baseAddress! + offset, $0.count - offset) }
                     }
                 } catch {
-                    throw StoreError(operation: "write", path: path, reason: error.reason)
+                    throw StoreError(operation: "write", path: path, errno: error.errno)
                 }
                 offset += n
             }
@@ -43,7 +43,7 @@ public enum AtomicFile {
         let dirPath = slash.map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
         let raw = open(dirPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard raw >= 0 else { throw StoreError(operation: "open", path: dirPath, reason: String(cString: strerror(errno))) }
+        guard raw >= 0 else { throw StoreError(operation: "open", path: dirPath, errno: errno) }
         try replace(in: FileDescriptor(raw), name, content, dirPath: dirPath, sync: sync)
     }
 }
@@ -53,6 +53,6 @@ func call(_ operation: String, _ path: String, _ body: () throws(StoreError) -> 
     while true {
         if try body() == 0 { return }
         if errno == EINTR { continue }
-        throw StoreError(operation: operation, path: path, reason: String(cString: strerror(errno)))
+        throw StoreError(operation: operation, path: path, errno: errno)
     }
 }

@@ -6,8 +6,9 @@ import Synchronization
 
 /// Probes mirrors with libcurl's multi interface, all transfers driven by one dedicated thread, so a
 /// dead or hanging mirror never holds a thread of Swift's cooperative pool or delays another probe.
-public final class CurlProber: MirrorProber, @unchecked Sendable {
-    /// One loop per process is enough: it multiplexes any number of transfers.
+public final class CurlProber: MirrorProber, Sendable {
+    /// One loop per process is enough: it multiplexes any number of transfers. The only instance:
+    /// each would start a thread that runs for the life of the process.
     public static let shared = CurlProber()
 
     private struct Pending: Sendable {
@@ -15,11 +16,13 @@ public final class CurlProber: MirrorProber, @unchecked Sendable {
         var cancels: [UInt64] = []
     }
 
-    private let multi: UnsafeMutableRawPointer
+    /// The multi handle. Invariant: only the loop thread calls libcurl with it, except
+    /// `curl_multi_wakeup`, which libcurl documents as callable from any thread.
+    nonisolated(unsafe) private let multi: UnsafeMutableRawPointer
     private let pending = Mutex(Pending())
     private let nextID = Atomic<UInt64>(1)
 
-    public init() {
+    private init() {
         Self.globalInit
         guard let m = curl_multi_init() else { fatalError("curl_multi_init failed: out of memory") }
         multi = m
@@ -105,7 +108,7 @@ public final class CurlProber: MirrorProber, @unchecked Sendable {
         }
     }
 
-    private final class LoopThread: @unchecked Sendable {
+    private final class LoopThread: Sendable {
         let prober: CurlProber
         init(prober: CurlProber) { self.prober = prober }
         func start() {
@@ -129,6 +132,8 @@ public final class CurlProber: MirrorProber, @unchecked Sendable {
 }
 
 /// One probe in flight: the easy handle, the C memory it points into, and the waiting task.
+/// Unchecked because of the C pointers. Invariant: a Transfer is made by `probe`, handed to the loop
+/// thread through the `pending` mutex, and from then on touched by that thread only, which frees it.
 private struct Transfer: @unchecked Sendable {
     let id: UInt64
     let host: MirrorHost

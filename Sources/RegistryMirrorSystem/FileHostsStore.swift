@@ -5,7 +5,7 @@ import RegistryMirrorCore
 /// The hosts directory on disk. Every path below the root is opened relative to a directory
 /// descriptor with O_NOFOLLOW, so a symlinked upstream directory or hosts.toml is seen as such and
 /// never followed; names are validated upstreams, so nothing escapes the root.
-public final class FileHostsStore: HostsStore, @unchecked Sendable {
+public final class FileHostsStore: HostsStore, Sendable {
     public let root: String
 
     public init(root: String) {
@@ -114,7 +114,7 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
             case .removeDirectory:
                 dirFD = nil
                 if unlinkat(rootFD.raw, upstream, AT_REMOVEDIR) != 0, errno != ENOTEMPTY, errno != EEXIST, errno != ENOENT {
-                    throw StoreError(operation: "remove directory", path: dirPath, reason: String(cString: strerror(errno)))
+                    throw StoreError(operation: "remove directory", path: dirPath, errno: errno)
                 }
                 try call("sync", root) { fsync(rootFD.raw) }
             }
@@ -130,7 +130,7 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         do {
             try retryingEINTR("flock") { flock(rootFD.raw, LOCK_EX) }
         } catch {
-            throw StoreError(operation: "lock", path: root, reason: error.reason)
+            throw StoreError(operation: "lock", path: root, errno: error.errno)
         }
         defer { flock(rootFD.raw, LOCK_UN) }
         return try body()
@@ -153,7 +153,7 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT && !create { return nil }
-            throw StoreError(operation: "open", path: root, reason: String(cString: strerror(errno)))
+            throw StoreError(operation: "open", path: root, errno: errno)
         }
         return FileDescriptor(fd)
     }
@@ -163,7 +163,7 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         for component in path.split(separator: "/") {
             current += "/\(component)"
             if mkdir(current, 0o755) != 0 && errno != EEXIST {
-                throw StoreError(operation: "create directory", path: current, reason: String(cString: strerror(errno)))
+                throw StoreError(operation: "create directory", path: current, errno: errno)
             }
         }
     }
@@ -182,14 +182,14 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         var info = stat()
         if fstatat(dir.raw, name, &info, AT_SYMLINK_NOFOLLOW) != 0 {
             if errno == ENOENT { return nil }
-            throw StoreError(operation: "inspect", path: path, reason: String(cString: strerror(errno)))
+            throw StoreError(operation: "inspect", path: path, errno: errno)
         }
         return info.st_mode
     }
 
     private func readSmallFile(_ dir: FileDescriptor, _ name: String, path: String) throws(StoreError) -> String {
         let raw = openat(dir.raw, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard raw >= 0 else { throw StoreError(operation: "read", path: path, reason: String(cString: strerror(errno))) }
+        guard raw >= 0 else { throw StoreError(operation: "read", path: path, errno: errno) }
         return try readAll(FileDescriptor(raw), path: path)
     }
 
@@ -202,7 +202,7 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
             do {
                 n = try retryingEINTR("read") { chunk.withUnsafeMutableBytes { read(fd.raw, $0.baseAddress, $0.count) } }
             } catch {
-                throw StoreError(operation: "read", path: path, reason: error.reason)
+                throw StoreError(operation: "read", path: path, errno: error.errno)
             }
             if n == 0 { break }
             bytes += chunk[0..<n]
@@ -225,7 +225,7 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         let path = "\(dirPath)/\(HostsFile.fileName)"
         let raw = openat(dir.raw, HostsFile.fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         if raw < 0 && errno == ENOENT { return }
-        guard raw >= 0 else { throw StoreError(operation: "remove", path: path, reason: String(cString: strerror(errno))) }
+        guard raw >= 0 else { throw StoreError(operation: "remove", path: path, errno: errno) }
         let fd = FileDescriptor(raw)
         var opened = stat()
         var named = stat()
@@ -254,7 +254,11 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
             try call("create directory", path) { ccr_rename_noreplace(rootFD.raw, temporary, rootFD.raw, name) }
         } catch {
             removeNewDirectory(rootFD, temporary)
-            throw error
+            // Name the directory being made, not its temporary name.
+            var named = error
+            named.operation = "create directory"
+            named.path = path
+            throw named
         }
         try call("sync", root) { fsync(rootFD.raw) }
     }
@@ -294,7 +298,7 @@ public final class FileHostsStore: HostsStore, @unchecked Sendable {
         // fdopendir takes ownership of the descriptor it is given: hand it a duplicate.
         let copy = dup(dir.raw)
         guard copy >= 0, let stream = fdopendir(copy) else {
-            throw StoreError(operation: "list", path: path, reason: String(cString: strerror(errno)))
+            throw StoreError(operation: "list", path: path, errno: errno)
         }
         defer { closedir(stream) }
         rewinddir(stream)

@@ -1,4 +1,5 @@
 import Glibc
+import RegistryMirrorCore
 
 /// A failed system call: which one, on what, and errno.
 struct SystemCallError: Error, CustomStringConvertible {
@@ -25,4 +26,11 @@ final class FileDescriptor {
     let raw: Int32
     init(_ raw: Int32) { self.raw = raw }
     deinit { close(raw) }
+}
+
+extension StoreError {
+    /// A failed call on `path`: errno kept, its text from strerror.
+    init(operation: String, path: String, errno: Int32) {
+        self.init(operation: operation, path: path, errno: errno, reason: String(cString: strerror(errno)))
+    }
 }

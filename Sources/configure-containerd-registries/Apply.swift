@@ -58,7 +58,7 @@ struct Apply: AsyncParsableCommand {
             config: config, prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir), logger: logger,
             status: SystemdNotifier())
         let report = await applier.run(stop: stop)
-        if report.exitStatus != .ok { throw ExitCode(report.exitStatus.rawValue) }
+        try Exit.with(report.exitStatus)
     }
 }
 
@@ -88,6 +88,6 @@ struct Remove: AsyncParsableCommand {
             hostsDir = try common.loadConfig(mirrors: [], logger: logger, requireRegistries: false).hostsDir
         }
         let reconciler = HostsReconciler(store: FileHostsStore(root: hostsDir), logger: logger)
-        if !reconciler.removeEverything().isEmpty { throw ExitCode(ExitStatus.cannotWrite.rawValue) }
+        try Exit.with(reconciler.removeEverything().isEmpty ? .ok : .cannotWrite)
     }
 }

@@ -41,61 +41,10 @@ struct CommonOptions: ParsableArguments {
         return Logger(label: "configure-containerd-registries")
     }
 
-    /// Why the configuration could not be loaded; each command maps it to its own exit code.
-    enum LoadFailure: Error {
-        /// Nothing to configure, or a bad positional mirror: exit 64.
-        case usage(String)
-        /// The config file is missing (given explicitly), unreadable or invalid: exit 78 (check: 3).
-        case invalid([String])
-
-        var lines: [String] {
-            switch self {
-            case .usage(let message): [message]
-            case .invalid(let lines): lines
-            }
-        }
-    }
-
-    /// Reads and validates the config and positional mirrors. `requireRegistries`: a config that names
-    /// no registry is "nothing to configure" (a usage error), so apply, plan, check and watch never
-    /// mistake an empty or emptied file for "remove every file"; only `remove` reads a config without.
-    func load(mirrors: [String], requireRegistries: Bool = true) throws(LoadFailure) -> AgentConfig {
-        let path = config ?? AgentConfig.defaultPath
-        var bytes: [UInt8]?
-        do {
-            bytes = try ConfigFile.read(path)
-        } catch .missing(_) where config == nil {
-            guard !mirrors.isEmpty || !requireRegistries else {
-                throw .usage(
-                    "nothing to configure: \(path) does not exist and no UPSTREAM,ENDPOINT[,SERVER] mirrors were given. "
-                        + "Write the config file, pass --config PATH, or give mirrors such as "
-                        + "docker.io,http://10.4.246.205:5000")
-            }
-            bytes = nil  // positional mirrors alone: every other setting is a default
-        } catch {
-            throw .invalid(["config: \(error)"])
-        }
-        var loaded: AgentConfig
-        do {
-            loaded =
-                if let bytes {
-                    try ConfigLoader.load(bytes: bytes, path: path, mirrors: mirrors)
-                } else {
-                    try ConfigLoader.load(toml: nil, path: path, mirrors: mirrors)
-                }
-        } catch {
-            let lines = error.problems.map { "config: \($0)" }
-            if error.isUsageError { throw .usage(lines.joined(separator: "\n")) }
-            throw .invalid(lines)
-        }
-        if requireRegistries && loaded.registries.isEmpty {
-            throw .usage(
-                "nothing to configure: \(path) names no [[registry]] and no UPSTREAM,ENDPOINT[,SERVER] mirrors were given; "
-                    + "nothing was changed. Add a [[registry]] with a [[registry.host]], or run `remove` to delete this "
-                    + "program's files")
-        }
-        if let hostsDir { loaded.hostsDir = hostsDir }
-        return loaded
+    /// Reads and validates the config and positional mirrors (`ConfigResolution` has the rules).
+    func load(mirrors: [String], requireRegistries: Bool = true) throws(ConfigResolution.Failure) -> AgentConfig {
+        try ConfigResolution.resolve(
+            configPath: config, hostsDir: hostsDir, mirrors: mirrors, requireRegistries: requireRegistries)
     }
 
     /// `load` with apply's exit codes: 64 for usage errors, 78 for an invalid file, logged.
@@ -107,7 +56,7 @@ struct CommonOptions: ParsableArguments {
         } catch {
             for line in error.lines { logger.error("\(line)") }
             logger.error("config invalid: nothing was written")
-            throw ExitCode(ExitStatus.invalidConfig.rawValue)
+            throw Exit.status(.invalidConfig)
         }
     }
 }

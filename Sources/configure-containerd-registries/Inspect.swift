@@ -42,11 +42,12 @@ struct Plan: AsyncParsableCommand {
             survey = try Survey.make(config: config, results: results, store: store)
         } catch {
             logger.error("\(error)")
-            throw ExitCode(ExitStatus.cannotWrite.rawValue)
+            throw Exit.status(.cannotWrite)
         }
         let (text, pending) = PlanText.render(survey, color: isatty(STDOUT_FILENO) == 1 && Environment.all["NO_COLOR"] == nil)
         print(text, terminator: "")
-        if exitCode && pending > 0 { throw ExitCode(ExitStatus.failure.rawValue) }
+        // --exit-code: 1 means "changes pending", as with diff.
+        try Exit.with(exitCode && pending > 0 ? .failure : .ok)
     }
 }
 
@@ -102,7 +103,7 @@ struct Check: AsyncParsableCommand {
                 containerd: ContainerdConfigCheck.evaluate(
                     toml: containerdText, path: config.containerdConfig, hostsDir: config.hostsDir),
                 hostsDir: config.hostsDir)
-        } catch let failure as CommonOptions.LoadFailure {
+        } catch let failure as ConfigResolution.Failure {
             report = .unknown(failure.lines.joined(separator: "; "))
         } catch {
             report = .unknown("\(error)")
@@ -111,6 +112,6 @@ struct Check: AsyncParsableCommand {
         case .text: print(CheckText.render(report), terminator: "")
         case .json: print(CheckText.json(report), terminator: "")
         }
-        if report.state != .ok { throw ExitCode(report.state.rawValue) }
+        try Exit.with(report.state)
     }
 }

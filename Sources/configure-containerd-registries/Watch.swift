@@ -49,7 +49,7 @@ struct Watch: AsyncParsableCommand {
             watchdogInterval: SystemdNotifier.watchdogInterval(environment: Environment.all),
             wallClock: wallClockSeconds,
             reloadConfig: {
-                do throws(CommonOptions.LoadFailure) {
+                do throws(ConfigResolution.Failure) {
                     var reloaded = try common.load(mirrors: mirrors)
                     // The hosts directory cannot move under a running watcher: keep the one it started with.
                     reloaded.hostsDir = config.hostsDir
@@ -59,6 +59,6 @@ struct Watch: AsyncParsableCommand {
                 }
             })
         let status = await watcher.run(stop: Signals.stream(), hangup: Signals.stream([SIGHUP]))
-        if status != ExitStatus.ok { throw ExitCode(status.rawValue) }
+        try Exit.with(status)
     }
 }

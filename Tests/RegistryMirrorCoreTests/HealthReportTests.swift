@@ -29,10 +29,10 @@ struct HealthReportTests {
         #expect(report.containerd.state == .ok)
         let registry = try only(report)
         #expect(registry.state == .ok)
-        #expect(registry.fileState == "ok")
+        #expect(registry.fileState == .ok)
         #expect(registry.findings.isEmpty)
         #expect(registry.file == "/etc/containerd/certs.d/docker.io/hosts.toml")
-        #expect(registry.hosts.map(\.state) == ["up", "up"])
+        #expect(registry.hosts.map(\.state) == [.up, .up])
         #expect(registry.hosts.map(\.inFile) == [true, true])
         #expect(registry.hosts.map(\.latencyMilliseconds) == [12, 12])
     }
@@ -44,7 +44,7 @@ struct HealthReportTests {
         let report = K.evaluate([entry])
         #expect(report.state == .ok)
         let health = try only(report)
-        #expect(health.hosts.map(\.state) == ["unprobed"])
+        #expect(health.hosts.map(\.state) == [.unprobed])
         #expect(health.hosts[0].latencyMilliseconds == nil)
         #expect(health.hosts[0].reason == "")
     }
@@ -58,9 +58,9 @@ struct HealthReportTests {
         #expect(report.state.rawValue == 1)
         #expect(report.summary == "WARNING: docker.io: \(K.urlB) is down (connection refused) and left out of hosts.toml")
         let registry = try only(report)
-        #expect(registry.fileState == "ok")
+        #expect(registry.fileState == .ok)
         #expect(registry.state == .warning)
-        #expect(registry.hosts.map(\.state) == ["up", "down"])
+        #expect(registry.hosts.map(\.state) == [.up, .down])
         #expect(registry.hosts[1].reason == "connection refused")
     }
 
@@ -72,7 +72,7 @@ struct HealthReportTests {
         #expect(report.state == .warning)
         #expect(report.summary.hasPrefix("WARNING: docker.io: \(K.urlA) is down"))
         #expect(report.summary.hasSuffix("(+1 more)"))
-        #expect(try only(report).fileState == "absent")
+        #expect(try only(report).fileState == .absent)
     }
 
     @Test("WARNING: a file pending a harmless update (same hosts, other dial_timeout)")
@@ -85,7 +85,7 @@ struct HealthReportTests {
         #expect(report.summary.hasPrefix("WARNING: docker.io: "))
         #expect(report.summary.contains("pending update"))
         let registry = try only(report)
-        #expect(registry.fileState == "stale")
+        #expect(registry.fileState == .stale)
     }
 
     @Test("WARNING: a file of ours for an upstream no longer configured")
@@ -98,8 +98,8 @@ struct HealthReportTests {
         #expect(report.summary.hasPrefix("WARNING: old.example.com: "))
         #expect(report.summary.contains("no longer configured"))
         let registry = try only(report)
-        #expect(registry.fileState == "orphaned")
-        #expect(registry.hosts.map(\.state) == ["unprobed"])
+        #expect(registry.fileState == .orphaned)
+        #expect(registry.hosts.map(\.state) == [.unprobed])
         #expect(registry.hosts.map(\.inFile) == [true])
     }
 
@@ -107,7 +107,7 @@ struct HealthReportTests {
     func foreignAllDown() throws {
         let report = K.evaluate([K.entry(results: [K.down(), K.down()], listed: [], observed: K.dir(.foreign, record: nil))])
         #expect(report.state == .warning)
-        #expect(try only(report).fileState == "foreign")
+        #expect(try only(report).fileState == .foreign)
     }
 
     // MARK: CRITICAL
@@ -121,7 +121,7 @@ struct HealthReportTests {
         #expect(report.summary.contains("lists \(K.urlB), which is down (HTTP 503)"))
         #expect(!report.summary.contains("more)"))
         let registry = try only(report)
-        #expect(registry.fileState == "stale")
+        #expect(registry.fileState == .stale)
         #expect(registry.state == .critical)
     }
 
@@ -146,7 +146,7 @@ struct HealthReportTests {
         #expect(report.state == .critical)
         #expect(report.summary == "CRITICAL: docker.io: \(K.path("docker.io")) is missing though \(K.urlB) is up; run apply")
         let registry = try only(report)
-        #expect(registry.fileState == "missing")
+        #expect(registry.fileState == .missing)
         // The down host left out is still reported, as a warning.
         #expect(registry.findings.map(\.state) == [.critical, .warning])
     }
@@ -157,7 +157,7 @@ struct HealthReportTests {
         #expect(report.state == .critical)
         #expect(report.summary.hasPrefix("CRITICAL: docker.io: "))
         #expect(report.summary.contains("does not list \(K.urlB), which is up"))
-        #expect(try only(report).fileState == "stale")
+        #expect(try only(report).fileState == .stale)
     }
 
     @Test("CRITICAL: a foreign file where a host is up")
@@ -169,7 +169,7 @@ struct HealthReportTests {
         #expect(report.summary.hasPrefix("CRITICAL: docker.io: "))
         #expect(report.summary.contains("not written by this agent"))
         #expect(report.summary.contains(K.urlA))
-        #expect(try only(report).fileState == "foreign")
+        #expect(try only(report).fileState == .foreign)
     }
 
     @Test("CRITICAL: containerd does not read hosts_dir, even when every file is right")
@@ -198,7 +198,7 @@ struct HealthReportTests {
         #expect(report.state == .critical)
         #expect(report.summary == "CRITICAL: docker.io: \(conflict.message)")
         let registry = try only(report)
-        #expect(registry.fileState == "conflict")
+        #expect(registry.fileState == .conflict)
         #expect(registry.findings.count == 1)
     }
 
