@@ -36,7 +36,7 @@ public struct ApplyReport: Sendable, Equatable {
     }
 }
 
-/// apply (docs/design.md, "apply"): watch's first pass with an exit condition. The same model
+/// apply (docs/design.md §4): watch's first pass with an exit condition. The same model
 /// (`MirrorState`, `fileDecision`) decides the files; what differs is the schedule, where a host is
 /// probed on the fast backoff until it is up and then left alone, and the end: when every registry
 /// is configured and every host has answered once, at the deadline, or on a stop request.

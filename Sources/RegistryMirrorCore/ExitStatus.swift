@@ -1,4 +1,4 @@
-/// Exit codes of the command line (design section 7). sysexits.h values where one fits.
+/// Exit codes of the command line (docs/design.md §7). sysexits.h values where one fits.
 public enum ExitStatus: Int32, Sendable {
     case ok = 0
     /// An internal error (a bug); for `plan --exit-code`, changes are pending.

@@ -64,7 +64,7 @@ public struct HealthReport: Sendable {
             registries: [])
     }
 
-    /// Judges a survey by the rules of design section 7.
+    /// Judges a survey by the rules of docs/design.md §6 and §7.
     public static func evaluate(_ survey: Survey, containerd: ContainerdConfigCheck, hostsDir: String) -> HealthReport {
         let containerdFinding: Finding =
             switch containerd {

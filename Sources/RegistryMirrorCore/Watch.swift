@@ -13,7 +13,7 @@ public protocol MetricsSink: Sendable {
     func write(_ text: String)
 }
 
-/// watch (docs/design.md, "watch"): the same model as apply (`MirrorState`, `fileDecision`), with
+/// watch (docs/design.md §6, §9.2): the same model as apply (`MirrorState`, `fileDecision`), with
 /// hysteresis and no end. Every host is probed once a round (shared, jittered rounds), a suspect one
 /// on the fast backoff; a registry's hosts.toml always lists the hosts that are in, and goes away while
 /// none is. SIGHUP reloads the config, SIGTERM ends cleanly leaving the files as they are.

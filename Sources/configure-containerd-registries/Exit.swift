@@ -1,8 +1,8 @@
 import ArgumentParser
 import RegistryMirrorCore
 
-/// The one place where the outcome of a command becomes the process's exit code (docs/design.md,
-/// "Exit codes"): commands compute an `ExitStatus` (or check's `HealthState`) and end here.
+/// The one place where the outcome of a command becomes the process's exit code (docs/design.md
+/// §7): commands compute an `ExitStatus` (or check's `HealthState`) and end here.
 enum Exit {
     /// Ends the command with `status`; 0 returns normally.
     static func with(_ status: ExitStatus) throws {

@@ -1,7 +1,7 @@
 @testable import RegistryMirrorCore
 import Testing
 
-/// Every row of design section 7's `check` column, from hand-built surveys.
+/// Every row of docs/design.md §7's `check` column, from hand-built surveys.
 @Suite("check: health states")
 struct HealthReportTests {
     typealias K = SurveyKit

@@ -1,8 +1,8 @@
 import RegistryMirrorCore
 import Testing
 
-// Regression tests for the defects found by trying to break the agent (docs/design.md, "Input that is
-// refused"). Each case here was accepted before, and cost files or made files containerd misreads.
+// Regression tests for the defects found by trying to break the agent (docs/design.md §3.3). Each
+// case here was accepted before, and cost files or made files containerd misreads.
 
 private let good = Snippet.registry()
 

@@ -2,8 +2,8 @@ import RegistryMirrorCore
 import RegistryMirrorSystem
 import Testing
 
-/// The command line's rules for where a run's config comes from, in-process (docs/design.md,
-/// "Configuration sources"); `read` stands in for the file system.
+/// The command line's rules for where a run's config comes from, in-process (docs/design.md
+/// §3.1); `read` stands in for the file system.
 @Suite("Config resolution")
 struct ConfigResolutionTests {
     static let registry = "[[registry]]\nupstream = \"docker.io\"\n[[registry.host]]\nurl = \"http://10.0.0.1:5000\"\n"

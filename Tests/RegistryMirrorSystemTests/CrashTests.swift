@@ -5,7 +5,7 @@ import RegistryMirrorSystem
 import TOMLKit
 import Testing
 
-/// design.md §5: "A crash at any moment leaves the old file or the new one, never a mix."
+/// docs/design.md §5: "A crash at any moment leaves the old file or the new one, never a mix."
 @Suite("Crash test: kill -9 the agent while it rewrites files")
 struct CrashTests {
     static let upstreams = ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "my-registry.io:5000", "_default"]

@@ -42,7 +42,7 @@ struct InvalidConfigCase: Sendable, CustomTestStringConvertible {
     var testDescription: String { "config \(toml.debugDescription) names \(mentions)" }
 }
 
-/// design.md §7, apply column, each code produced by a real run of the built executable.
+/// docs/design.md §7, apply column, each code produced by a real run of the built executable.
 @Suite("Exit codes of the built executable")
 struct ExitCodeTests {
     init() throws {

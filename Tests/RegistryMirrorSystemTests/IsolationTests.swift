@@ -3,7 +3,7 @@ import RegistryMirrorCore
 import RegistryMirrorSystem
 import Testing
 
-/// design.md §4: "A dead or hanging host never delays the probing or writing of any other host",
+/// docs/design.md §4: "A dead or hanging host never delays the probing or writing of any other host",
 /// and apply stops promptly when told to.
 @Suite("Isolation: a live mirror's file is written without waiting for hanging ones")
 struct IsolationTests {

@@ -109,7 +109,7 @@ struct HostsDirectoryLockTests {
         #expect(snapshot(hostsDir).isEmpty, "left under the hosts dir: \(snapshot(hostsDir).keys.sorted())")
     }
 
-    /// design.md: never touch a file the agent did not write. Each round starts `apply --hosts-dir D`
+    /// docs/design.md §5: never touch a file the agent did not write. Each round starts `apply --hosts-dir D`
     /// and `remove --hosts-dir D/.` at the same moment; with a lock per path string they interleave.
     @Test("30 rounds of apply on D and remove on D/. started together never change a foreign hosts.toml nor an administrator's hosts.toml.orig")
     func applyAndRemoveRacing() async throws {

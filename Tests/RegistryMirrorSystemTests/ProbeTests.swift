@@ -34,7 +34,7 @@ struct PathCase: Sendable, CustomTestStringConvertible {
     var testDescription: String { "url path \"\(urlPath)\", override_path \(overridePath.map(String.init) ?? "unset") -> \(expected)" }
 }
 
-/// design.md §4: `GET <url>/v2/` (or the URL itself with override_path), up on 200 or 401, down
+/// docs/design.md §4: `GET <url>/v2/` (or the URL itself with override_path), up on 200 or 401, down
 /// otherwise with a reason, within connect_timeout and timeout, with the host's TLS material.
 @Suite("Probing with libcurl against loopback servers")
 struct ProbeTests {

@@ -56,7 +56,7 @@ let foreignContent = """
 
 func isWrite(_ step: FileAction) -> Bool { if case .write = step { true } else { false } }
 
-/// design.md §5: atomic replace, no rewrite when unchanged, foreign files backed up once and put back,
+/// docs/design.md §5: atomic replace, no rewrite when unchanged, foreign files backed up once and put back,
 /// no symlink followed, directories we created removed again.
 @Suite("Writing hosts.toml with FileHostsStore and HostsReconciler")
 struct WriteTests {
@@ -269,7 +269,7 @@ struct WriteTests {
     /// A run killed between creating its temp file and renaming it (the crash test shows this
     /// happens) leaves `.hosts.toml.<pid>.<n>.tmp`. The store cleans such files before its next write,
     /// but not on removal, so `remove` leaves the directory it created behind, and with the ownership
-    /// record gone nothing will ever clean it (design §6: remove deletes every file this agent
+    /// record gone nothing will ever clean it (docs/design.md §6: remove deletes every file this agent
     /// manages and removes directories it created if empty).
     @Test("remove after a killed write: our leftover temp file does not keep a directory we created")
     func removeAfterKilledWrite() throws {
