@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: unit and integration tests (swift test), the containerd parse check
-# (scripts/parse-check.sh), the end-to-end suite with a real containerd and real registries
-# (scripts/e2e.sh), and the systemd proofs: unit verification, a real
-# journald, and the units booted under systemd in a container (scripts/systemd-test.sh).
+# (scripts/parse-check.sh), a short fuzz run (scripts/fuzz.sh; FUZZ_SECONDS, default 60), the
+# end-to-end suite with a real containerd and real registries (scripts/e2e.sh), and the systemd
+# proofs: unit verification, a real journald, and the units booted under systemd in a container
+# (scripts/systemd-test.sh).
 # Installs what is missing first. Run as root. SKIP_E2E=1 / SKIP_SYSTEMD=1 skip those parts.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
@@ -35,6 +36,10 @@ echo "== containerd parse check: every accepted host form read by a real contain
 parse_status=0
 AGENT_BIN="$PWD/.build/debug/configure-containerd-registries" PARSE_CHECK_CRI=1 bash scripts/parse-check.sh || parse_status=$?
 
+echo "== fuzz: config loader and hosts.toml renderer (libFuzzer, ${FUZZ_SECONDS:-60} s), regressions replayed, tomllib oracle"
+fuzz_status=0
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}" || fuzz_status=$?
+
 e2e_status=0
 if [ -f scripts/e2e.sh ] && [ "${SKIP_E2E:-0}" != 1 ]; then
     echo "== end-to-end"
@@ -47,8 +52,9 @@ if [ "${SKIP_SYSTEMD:-0}" != 1 ]; then
     bash scripts/systemd-test.sh || systemd_status=$?
 fi
 
-if [ "$swift_status" -ne 0 ] || [ "$parse_status" -ne 0 ] || [ "$e2e_status" -ne 0 ] || [ "$systemd_status" -ne 0 ]; then
-    echo "FAILED: swift test status $swift_status, parse check status $parse_status, e2e status $e2e_status, systemd status $systemd_status" >&2
+if [ "$swift_status" -ne 0 ] || [ "$parse_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ] || [ "$e2e_status" -ne 0 ] \
+    || [ "$systemd_status" -ne 0 ]; then
+    echo "FAILED: swift test $swift_status, parse check $parse_status, fuzz $fuzz_status, e2e $e2e_status, systemd $systemd_status" >&2
     exit 1
 fi
 echo "all tests passed"

@@ -59,10 +59,15 @@ public enum ConfigLoader {
             problems.append(problem)
         } else if let toml {
             do {
-                let table = try TOMLTable(string: toml)
+                let table = try TOMLGuard.parse(toml)
                 var reader = Reader(source: path, problems: [])
                 reader.readRoot(table, into: &config)
                 problems += reader.problems
+            } catch let error as TOMLGuard.Problem {
+                problems.append(
+                    ConfigProblem(
+                        source: path, field: "", message: "not valid TOML: \(error.message)",
+                        fix: "fix the syntax at column \(error.column)", line: error.line))
             } catch let error as TOMLParseError {
                 problems.append(
                     ConfigProblem(

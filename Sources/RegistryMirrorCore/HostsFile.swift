@@ -70,7 +70,7 @@ public enum HostsFile {
     public static func readProblems(_ text: String) -> [String] {
         let table: TOMLTable
         do {
-            table = try TOMLTable(string: text)
+            table = try TOMLGuard.parse(text)
         } catch {
             return ["is not valid TOML, so containerd ignores all of it"]
         }

@@ -113,7 +113,7 @@ public enum Names {
                     guard isIPv4(p) else { return nil }
                     count += 2
                 } else {
-                    guard !p.isEmpty, p.count <= 4, p.allSatisfy(\.isHexDigit) else { return nil }
+                    guard !p.isEmpty, p.count <= 4, p.allSatisfy({ $0.isASCII && $0.isHexDigit }) else { return nil }
                     count += 1
                 }
             }

@@ -89,7 +89,7 @@ public struct Survey: Sendable {
 
     /// The `[host."<url>"]` keys of our file on disk.
     static func hostsListed(in observed: UpstreamDirState) -> Set<String> {
-        guard case .managed(let text) = observed.file, let table = try? TOMLTable(string: text),
+        guard case .managed(let text) = observed.file, let table = try? TOMLGuard.parse(text),
             let hosts = table["host"]?.table
         else { return [] }
         return Set(hosts.keys)

@@ -207,3 +207,49 @@ struct ManagedFileAuditTests {
         #expect(problems.count == 1 && problems[0].contains(word), "\(problems)")
     }
 }
+
+@Suite("TOML that would abort the parser is refused first (found by fuzz/)")
+struct TOMLGuardTests {
+    @Test("shapes on which toml++ asserts and aborts are refused with a line and column",
+          arguments: [
+            ("[{registry]\nupstream = \"eocker.io\n", 1), ("[=a]\n", 1), ("[#\n", 1), ("[[[a]]]\n", 1), ("x = 1\n[\n", 2),
+            ("\u{FEFF}[^\n", 1), ("[[registry.host]]\ncapabilities = [\"pull\", }]\n", 2), ("x = [}]\n", 1),
+            ("x = { a = [1, }] }\n", 1), ("x = {=1}\n", 1), ("a.{b} = 1\n", 1),
+          ])
+    func refused(_ text: String, line: Int) throws {
+        let problem = try #require(TOMLGuard.problem(text))
+        #expect(problem.line == line, "\(problem)")
+        // And through the loader: an invalid config with the line, no crash.
+        let error = try #require(loadError(toml: text))
+        #expect(error.problems.first?.line == line)
+    }
+
+    @Test("valid TOML passes: every containerd config fixture, the example config, rendered files, odd but valid forms",
+          arguments: [
+            "containerd-1.4-v1-config-path.toml", "containerd-1.6-config-path-list.toml", "containerd-1.6-config-path.toml",
+            "containerd-1.6-default.toml", "containerd-2.0-v3-config-path.toml", "containerd-broken-config-path-array.toml",
+            "containerd-broken-config-path-in-mirrors.toml", "containerd-broken-v3-config-path-in-grpc-cri.toml",
+          ])
+    func fixtures(_ name: String) {
+        #expect(TOMLGuard.problem(CoreFixture.text(name)) == nil)
+    }
+
+    @Test("odd but valid TOML passes the guard", arguments: [
+        "a = \"\"\"x\n]\n[{\"\"\"\n", "a = '''\n[=\n'''\n", "a = \"\"\"q\"\"\"\"\n", "a = [\n  1, # c\n  [2, 3],\n  { b = 1 },\n]\n",
+        "[ a . \"b\" . 'c' ]\nx = 1\n", "[[a]]\n[[a]]\n", "t = 1979-05-27 07:32:00Z\nu = 2\n", "x = {}\ny = []\n",
+        "\u{FEFF}a = 1\n", "a = -inf\nb = nan\nc = +1_000\nd = 0x1F\ne = true\n", "a = \"\\\"[\"\n[b]\n",
+    ])
+    func oddButValid(_ text: String) throws {
+        #expect(TOMLGuard.problem(text) == nil)
+        _ = try TOMLGuard.parse(text)
+    }
+
+    @Test("rendered hosts.toml files pass the guard") func rendered() throws {
+        let registry = Registry(upstream: "quay.io", hosts: [
+            MirrorHost(url: "http://10.0.0.1:5000", headers: [("X-A", ["a\tb", "]["])]), MirrorHost(url: "https://[fd00::2]:5000/c"),
+        ])
+        for hosts in [[registry.hosts[0]], registry.hosts] {
+            #expect(TOMLGuard.problem(try #require(HostsFile.render(registry, hosts: hosts))) == nil)
+        }
+    }
+}
