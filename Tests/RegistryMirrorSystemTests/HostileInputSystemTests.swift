@@ -35,7 +35,7 @@ struct HostileInputSystemTests {
     }
 
     enum BadFile: String, CaseIterable, Sendable {
-        case devZero, nulInTheMiddle, oversize, fifo, directory, invalidUTF8
+        case devZero, nulInTheMiddle, oversize, fifo, directory, invalidUTF8, tableHeaderWithoutKey
     }
 
     /// Makes the bad config `kind` in `dir`; returns its path.
@@ -55,6 +55,8 @@ struct HostileInputSystemTests {
             try makeDirectory(path)
         case .invalidUTF8:
             try Data(Array(registry.utf8) + [0x23, 0xFF, 0xFE, 0x0A]).write(to: URL(fileURLWithPath: path))
+        case .tableHeaderWithoutKey:
+            try writeText(path, "[{registry]\n" + registry)
         }
         return path
     }
@@ -96,7 +98,11 @@ struct HostileInputSystemTests {
     }
 
     @Test("watch: SIGHUP to an emptied, zeroed or invalid config keeps the running config and its files",
-          arguments: ["", "\u{0}\u{0}\u{0}", "[[registry]]\nupstream = \"docker\\u0000.io\"\n[[registry.host]]\nurl = \"http://127.0.0.1:9\"\n"])
+          arguments: [
+            "", "\u{0}\u{0}\u{0}", "[[registry]]\nupstream = \"docker\\u0000.io\"\n[[registry.host]]\nurl = \"http://127.0.0.1:9\"\n",
+            // toml++ used to abort the whole process on these (found by fuzz/).
+            "[{registry]\nupstream = \"docker.io\"\n", "[[registry]]\nupstream = \"docker.io\"\ncapabilities = [\"pull\", }]\n",
+          ])
     func watchReloadKeepsConfig(_ replacement: String) async throws {
         let box = try AgentSandbox()
         let live = try await TestServer(.status(200))
