@@ -116,12 +116,12 @@ public enum TOMLGuard {
             return false
         }
 
-        /// A dotted key at `i`, which starts a key. False when it is malformed (toml++ reports it).
-        mutating func skipKey() -> Problem?? {
+        /// A dotted key at `i`. Nil when it ended well; `.stop` at a malformation toml++ reports itself.
+        mutating func skipKey() -> Outcome? {
             while true {
-                guard let c = current, Scanner.startsKey(c) else { return .some(problem("expected a key")) }
+                guard let c = current, Scanner.startsKey(c) else { return .problem(problem("expected a key")) }
                 if c == "\"" || c == "'" {
-                    if !skipString() { return .some(nil) }
+                    if !skipString() { return .stop }
                 } else {
                     while let c = current, Scanner.isBareKey(c) { advance() }
                 }
@@ -150,22 +150,14 @@ public enum TOMLGuard {
                     guard let k = current, Scanner.startsKey(k) else {
                         return problem("a table header must start with a key, e.g. [registry] or [[registry.host]]")
                     }
-                    switch skipKey() {
-                    case .some(.some(let p)): return p
-                    case .some(.none): return nil
-                    case .none: break
-                    }
+                    if let outcome = skipKey() { return outcome.problem }
                     // The rest of the header line (`]`, `]]`, a comment) is toml++'s to judge.
                     skipComment()
                 case _ where Scanner.startsKey(c):
-                    switch skipKey() {
-                    case .some(.some(let p)): return p
-                    case .some(.none): return nil
-                    case .none: break
-                    }
+                    if let outcome = skipKey() { return outcome.problem }
                     guard current == "=" else { return nil }
                     advance()
-                    if let p = value() { return p.isStop ? nil : p.problem }
+                    if let outcome = value() { return outcome.problem }
                 default:
                     return problem("expected a key, a [table] or a comment")
                 }
@@ -173,10 +165,12 @@ public enum TOMLGuard {
             return nil
         }
 
+        /// How a part of the text ended when it did not end well.
         enum Outcome {
+            /// A shape toml++ would abort on.
             case problem(Problem)
+            /// Something else that is wrong: toml++ reports it, at the same place, before reading further.
             case stop
-            var isStop: Bool { if case .stop = self { true } else { false } }
             var problem: Problem? { if case .problem(let p) = self { p } else { nil } }
         }
 
@@ -222,11 +216,7 @@ public enum TOMLGuard {
                     guard let k = current, Scanner.startsKey(k) else {
                         return .problem(problem("expected a key in the inline table"))
                     }
-                    switch skipKey() {
-                    case .some(.some(let p)): return .problem(p)
-                    case .some(.none): return .stop
-                    case .none: break
-                    }
+                    if let outcome = skipKey() { return outcome }
                     guard current == "=" else { return .stop }
                     advance()
                     if let outcome = value() { return outcome }
