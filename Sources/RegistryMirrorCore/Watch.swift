@@ -93,6 +93,8 @@ public struct Watcher: Sendable {
             _ = files.removeUnconfigured(state.config)
             for registry in state.config.registries where !registry.readinessProbe { files.carryOut(registry.upstream, in: &state) }
             logger.notice("watch: probing \(state.probedHosts) mirrors of \(state.config.registries.count) registries")
+            // Nothing to probe (every registry has readiness_probe = false): the first pass is already over.
+            checkFirstPass(state, &watch)
             // One task group per config generation: a reload cancels it and waits for its probes to end.
             var probes = startProbes(state, generation: watch.generation, sink: sink)
 
@@ -202,11 +204,7 @@ public struct Watcher: Sendable {
         }
 
         if !watch.firstPassDone && state.everyHostDecided {
-            watch.firstPassDone = true
-            logger.notice("watch: first pass done: \(statusText(state))")
-            notifier.ready()
-            notifier.status(statusText(state))
-            writeMetrics(state, &watch, force: true)
+            checkFirstPass(state, &watch)
         } else if changed && watch.firstPassDone {
             if notifier.isListening { notifier.status(statusText(state)) }
             writeMetrics(state, &watch, force: true)
@@ -215,6 +213,16 @@ public struct Watcher: Sendable {
             // make the first pass quadratic in the number of mirrors. Once a second is enough.
             writeMetrics(state, &watch, force: false)
         }
+    }
+
+    /// READY=1 once every probed host has its first result.
+    private func checkFirstPass(_ state: MirrorState, _ watch: inout WatchProgress) {
+        guard !watch.firstPassDone && state.everyHostDecided else { return }
+        watch.firstPassDone = true
+        logger.notice("watch: first pass done: \(statusText(state))")
+        notifier.ready()
+        notifier.status(statusText(state))
+        writeMetrics(state, &watch, force: true)
     }
 
     /// SIGHUP: a valid new config, or nil when it is refused (the running one is kept).

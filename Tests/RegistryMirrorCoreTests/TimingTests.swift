@@ -175,3 +175,37 @@ struct OneModelTests {
         #expect(applyStore.content("unprobed.io") == HostsFile.render(registries[3], hosts: registries[3].hosts))
     }
 }
+
+@Suite("watch with nothing to probe")
+struct WatchNothingToProbeTests {
+    final class ReadyNotifier: ServiceNotifier, @unchecked Sendable {
+        let ready_ = Mutex(false)
+        func status(_ text: String) {}
+        func ready() { ready_.withLock { $0 = true } }
+        func stopping() {}
+        func watchdog() {}
+        var isReady: Bool { ready_.withLock { $0 } }
+    }
+
+    @Test("only readiness_probe = false registries: the files are written and READY=1 is sent at once")
+    func readyWithoutProbes() async {
+        var settings = AgentConfig()
+        settings.registries = [Registry(upstream: "docker.io", readinessProbe: false, hosts: [MirrorHost(url: "http://a:1")])]
+        let config = settings
+        let store = MemoryStore()
+        let notifier = ReadyNotifier()
+        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
+        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
+        let watch = Task {
+            await Watcher(
+                config: config, prober: ScriptedProber([:]), store: store, notifier: notifier, metrics: nil,
+                logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() }, watchdogInterval: nil, wallClock: { 0 },
+                reloadConfig: { .failure(.init(lines: [])) }, clock: AgentClock(ManualClock()), random: .scripted([1])
+            ).run(stop: stop, hangup: hangup)
+        }
+        #expect(await eventuallyTrue { notifier.isReady })
+        #expect(store.content("docker.io") == HostsFile.render(config.registries[0], hosts: config.registries[0].hosts))
+        trigger.yield()
+        #expect(await watch.value == .ok)
+    }
+}
