@@ -70,7 +70,7 @@ die() { echo "parse-check: $*" >&2; exit 2; }
 # outside: prerequisites, then the same script again in a private network namespace
 # ---------------------------------------------------------------------------
 if [[ "${PARSE_CHECK_NETNS:-}" != "$$" ]]; then
-    [[ $(id -u) == 0 ]] || die "run as root (a private network namespace, and the agent's lock under /run)"
+    [[ $(id -u) == 0 ]] || die "run as root (a private network namespace)"
     pkgs=(python3 iproute2 util-linux openssl)
     if [[ -z "${CTR_BIN:-}" ]] && ! command -v ctr >/dev/null; then pkgs+=(containerd); fi
     [[ "${PARSE_CHECK_CRI:-0}" != 1 ]] || pkgs+=(python3-grpcio)

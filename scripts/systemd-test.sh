@@ -10,18 +10,20 @@
 #   d. a Debian bookworm root filesystem booted with systemd-nspawn (private network: loopback only):
 #      our .deb installed with dpkg, a docker-registry cache inside the container, the oneshot unit
 #      ends Result=success / active (exited) with the expected StatusText and hosts.toml, its journal
-#      entries carry our fields, the sandbox holds (no write outside the hosts dir and the lock dir),
+#      entries carry our fields, the sandbox holds (no write outside the hosts dir),
 #      with the cache down the unit waits and succeeds once it comes up, the watch unit (Type=notify)
 #      becomes ready and reports changes, and dpkg --purge cleans up.
 #   e. systemd-analyze security --offline=yes: exposure of a minimal unit and of ours.
 #
 # The rootfs is built once with debootstrap into /var/cache/ccr-nspawn-rootfs (CCR_ROOTFS) and reused
 # read-only (--volatile=overlay). Parts that cannot run here (no nspawn, debootstrap fails) are
-# skipped with the reason, not failed. Ends with "N passed, N failed"; exits 1 on any failure.
+# skipped with the reason, not failed. Checks are counted by scripts/lib/assert.sh (shared with
+# scripts/e2e.sh); the output ends with "N passed, N failed"; exits 1 on any failure.
 #
 # Environment: AGENT_BIN (debug binary for a, b, e; default .build/debug), RELEASE_BIN (the
 # static-stdlib release binary for d; default: built), CCR_ROOTFS, SKIP_NSPAWN=1, TIMEOUT (whole run,
 # default 900 s; the first debootstrap alone takes 1-3 minutes).
+# shellcheck source-path=SCRIPTDIR
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,38 +37,13 @@ if [ -z "${CCR_SYSTEMD_TEST_TIMED:-}" ]; then
     exec timeout --kill-after=30 "${TIMEOUT:-900}" bash "${BASH_SOURCE[0]}" "$@"
 fi
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "systemd-test.sh: run as root (it mounts, unshares and boots a container)" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-
+# shellcheck source=lib/common.sh
 source "$ROOT/scripts/lib/common.sh"
-
-passed=0
-failed=0
-skipped=0
-pass() { passed=$((passed + 1)); echo "  ok    $*"; }
-fail() { failed=$((failed + 1)); echo "  FAIL  $*"; }
-skip() { skipped=$((skipped + 1)); echo "  skip  $*"; }
-info() { echo "        $*"; }
-# since START [END]: seconds between two `date +%s.%N` readings (END: now), one decimal.
-since() { awk -v a="$1" -v b="${2:-$(date +%s.%N)}" 'BEGIN { printf "%.1f", b - a }'; }
-section() { echo "== $*"; }
-# Counts PASS/FAIL lines printed by a helper.
-tally() {
-    local line
-    while IFS= read -r line; do
-        case "$line" in
-            PASS\ *) pass "${line#PASS }" ;;
-            FAIL\ *) fail "${line#FAIL }" ;;
-            INFO\ *) info "${line#INFO }" ;;
-            *) info "$line" ;;
-        esac
-    done
-}
+# shellcheck source=lib/assert.sh
+source "$ROOT/scripts/lib/assert.sh"
 
 work=$(mktemp -d /tmp/ccr-systemd-test.XXXXXX)
+assert_init "$work/results"
 nspawn_pid=
 machine=
 cleanup() {
@@ -83,6 +60,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "systemd-test.sh: interrupted" >&2; exit 124' TERM INT
 
+if [ "$(id -u)" -ne 0 ]; then
+    fail "systemd-test.sh: run as root (it mounts, unshares and boots a container)"
+    assert_summary
+    exit 1
+fi
+
 started=$(date +%s)
 
 section "prerequisites"
@@ -95,7 +78,7 @@ if [ -x "$agent" ]; then
     pass "agent binary: $agent"
 else
     fail "no agent binary at $agent"
-    echo "$passed passed, $failed failed"
+    assert_summary
     exit 1
 fi
 
@@ -146,7 +129,8 @@ if ! command -v docker-registry >/dev/null || [ ! -x /lib/systemd/systemd-journa
     skip "journald: docker-registry or /lib/systemd/systemd-journald missing"
 else
     mkdir -p "$work/journald"
-    tally < <(timeout 120 unshare --mount --propagation private bash "$HERE/journald-inner.sh" "$agent" "$work/journald" 2>&1)
+    timeout 120 unshare --mount --propagation private bash "$HERE/journald-inner.sh" "$agent" "$work/journald" \
+        || fail "journald: journald-inner.sh ended with exit status $?"
 fi
 
 # ---------------------------------------------------------------------------------------------------
@@ -211,6 +195,9 @@ cin() {
 }
 # `systemctl show -p NAME --value UNIT` inside the container.
 prop() { cin systemctl show -p "$2" --value "$1" 2>/dev/null; }
+# unit_log UNIT FILE: the unit's journal inside the container, one message a line, into FILE (read
+# with mark/since of scripts/lib/assert.sh: the journal only grows, so a mark stays valid)
+unit_log() { cin journalctl -u "$1" -o cat --no-pager >"$2" 2>/dev/null; }
 
 run_container_part() {
     local why release deb stage
@@ -240,7 +227,7 @@ run_container_part() {
         fail "package.sh: $(tail -5 "$work/package.log")"
         return
     fi
-    deb=$(ls "$stage"/*.deb | head -1)
+    deb=$(find "$stage" -maxdepth 1 -name '*.deb' | head -1)
     pass "package.sh built $(basename "$deb") ($(du -h "$deb" | cut -f1))"
     mv "$deb" "$stage/ccr.deb"
     cp /usr/bin/docker-registry "$stage/docker-registry"   # links only libc: runs in bookworm as is
@@ -272,7 +259,7 @@ EOF
 
     machine=ccr-test-$$
     local t0
-    t0=$(date +%s.%N)
+    t0=$EPOCHREALTIME
     systemd-nspawn --register=no --keep-unit --volatile=overlay --console=read-only --private-network \
         -D "$rootfs" -M "$machine" --bind-ro="$stage:/ccr" -b >"$work/console.log" 2>&1 &
     nspawn_pid=$!
@@ -297,7 +284,7 @@ EOF
     done
     case "$state" in
         running|degraded)
-            pass "nspawn: bookworm booted (leader pid $leader, is-system-running: $state) in $(since "$t0") s"
+            pass "nspawn: bookworm booted (leader pid $leader, is-system-running: $state) in $(elapsed "$t0") s"
             [ "$state" = degraded ] && info "failed units: $(cin systemctl --failed --plain --no-legend | tr '\n' ' ')"
             ;;
         *)
@@ -345,8 +332,7 @@ EOF
     cin install -D -m 0644 /ccr/config.toml /etc/$NAME/config.toml
     start_cache() {
         cin systemd-run --quiet --unit="$1" --property=Type=exec /ccr/docker-registry serve /ccr/registry.yml
-        local i
-        for i in $(seq 100); do
+        for _ in $(seq 100); do
             cin bash -c 'exec 3<>/dev/tcp/127.0.0.1/5000' 2>/dev/null && return 0
             sleep 0.1
         done
@@ -388,13 +374,13 @@ EOF
     tally < <(python3 "$HERE/journal_fields.py" --upstream docker.io REGISTRY_UPSTREAM=docker.io \
         REGISTRY_HOST=http://127.0.0.1:5000 PROBE_RESULT=up HOSTS_FILE=/etc/containerd/certs.d/docker.io/hosts.toml \
         PRIORITY=5 SYSLOG_IDENTIFIER=configure-containerd-registries _TRANSPORT=journal \
-        _SYSTEMD_UNIT=${UNITS[0]} <"$work/unit-journal.json" | sed 's/journal field/unit journal (auto -> journald) field/')
+        "_SYSTEMD_UNIT=${UNITS[0]}" <"$work/unit-journal.json" | sed 's/journal field/unit journal (auto -> journald) field/')
     tally < <(python3 "$HERE/journal_fields.py" '!_TRANSPORT=stdout' <"$work/unit-journal.json" \
         | sed 's/journal field !_TRANSPORT=stdout/unit journal: no text line on stderr (auto chose the journal)/')
 
     # -- hardening: the unit's own sandbox, with a probe script and with the agent pointed outside
     local unit_text
-    unit_text=$(cin cat /lib/systemd/system/${UNITS[0]})
+    unit_text=$(cin cat "/lib/systemd/system/${UNITS[0]}")
     printf '%s\n' "$unit_text" | sed 's#^ExecStart=.*#ExecStart=/bin/sh /ccr/hardening-probe.sh#' >"$work/ccr-sandbox-probe.service"
     printf '%s\n' "$unit_text" | sed "s#^ExecStart=.*#ExecStart=/usr/bin/$NAME apply --hosts-dir /usr/local/lib/ccr-certs.d --deadline 10s sandbox.example,http://127.0.0.1:5000,https://sandbox.example#" >"$work/ccr-sandbox-agent.service"
     cin sh -c 'cat >/run/systemd/system/ccr-sandbox-probe.service' <"$work/ccr-sandbox-probe.service"
@@ -443,15 +429,15 @@ EOF
     if cin test -e /etc/containerd/certs.d/docker.io/hosts.toml; then fail "hosts.toml written while the cache is down"; else pass "no hosts.toml while the cache is down"; fi
     local up_at active_at=""
     start_cache ccr-cache-2 || fail "cache did not start again"
-    up_at=$(date +%s.%N)
+    up_at=$EPOCHREALTIME
     for _ in $(seq 200); do
-        if [ "$(prop "${UNITS[0]}" ActiveState)" != activating ]; then active_at=$(date +%s.%N); break; fi
+        if [ "$(prop "${UNITS[0]}" ActiveState)" != activating ]; then active_at=$EPOCHREALTIME; break; fi
         sleep 0.1
     done
     props=$(cin systemctl show -p Result,ActiveState,SubState,ExecMainStatus,StatusText "${UNITS[0]}")
     check_props "oneshot once the cache came up" Result=success ActiveState=active SubState=exited ExecMainStatus=0 \
         "StatusText=1/1 registries configured"
-    [ -n "$active_at" ] && info "cache listening -> unit active: $(since "$up_at" "$active_at") s"
+    [ -n "$active_at" ] && info "cache listening -> unit active: $(elapsed "$up_at" "$active_at") s"
     if cin test -f /etc/containerd/certs.d/docker.io/hosts.toml; then pass "hosts.toml written once the cache came up"; else fail "no hosts.toml after the cache came up"; fi
 
     # -- the watch unit: Type=notify, READY=1 after its first pass, STATUS on change, clean stop
@@ -462,11 +448,15 @@ EOF
     else
         fail "systemctl start ${UNITS[1]}: $out"
     fi
-    if out=$(cin systemctl reload "${UNITS[1]}" 2>&1) && sleep 1 \
-        && cin journalctl -u "${UNITS[1]}" -o cat --no-pager | grep -q "config reloaded"; then
+    # "config reloaded" must be a line the unit logged after the reload: a mark of its journal first
+    local watch_log=$work/watch-unit.log m
+    unit_log "${UNITS[1]}" "$watch_log"
+    m=$(mark "$watch_log")
+    reloaded() { unit_log "${UNITS[1]}" "$watch_log" && grep -q "config reloaded" < <(since "$watch_log" "$m"); }
+    if out=$(cin systemctl reload "${UNITS[1]}" 2>&1) && eventually reloaded; then
         pass "watch: systemctl reload -> SIGHUP -> config reloaded"
     else
-        fail "watch: systemctl reload: $out $(cin journalctl -u "${UNITS[1]}" -o cat --no-pager | tail -3 | tr '\n' ' ')"
+        fail "watch: systemctl reload: $out $(since "$watch_log" "$m" | tail -3 | tr '\n' ' ')"
     fi
     cin systemctl stop ccr-cache-2
     local status_text=""
@@ -504,6 +494,4 @@ run_container_part
 
 section "summary"
 info "elapsed: $(($(date +%s) - started)) s"
-[ "$skipped" -gt 0 ] && info "$skipped skipped"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+assert_summary

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # the package lists are read by the scripts that source this file
 # Shared by the scripts: package installation and building. Source it; it changes nothing by itself.
 
 # ensure_packages PKG...: installs the Debian packages that are missing (apt-get update once first).
@@ -21,5 +22,9 @@ ensure_packages() {
 BUILD_PACKAGES=(libcurl4-openssl-dev libsystemd-dev pkg-config)
 # The real parts the tests run against.
 TEST_PACKAGES=(docker-registry containerd skopeo iptables iproute2 openssl python3 curl prometheus)
+# What scripts/e2e.sh runs besides containerd (which it adds unless CONTAINERD_BIN and CTR_BIN name
+# another build): registries, skopeo to push the test image, the namespace and firewall tools, and
+# python3-grpcio for the CRI calls.
+E2E_PACKAGES=(docker-registry skopeo iptables iproute2 openssl python3 python3-grpcio curl)
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }

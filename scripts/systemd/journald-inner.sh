@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Part of scripts/systemd-test.sh; run by it inside `unshare --mount --propagation private`.
 # Starts a real systemd-journald on private tmpfs mounts and checks the agent's native journal
-# entries. Prints PASS/FAIL/INFO lines; the caller counts them. Loopback only.
+# entries. Its checks count with the caller's (scripts/lib/assert.sh, $ASSERT_RESULTS from the
+# caller). Loopback only.
 #   journald-inner.sh AGENT_BIN WORK_DIR
 set -uo pipefail
 agent=$1
 work=$2
 here=$(cd "$(dirname "$0")" && pwd)
-
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; }
+# shellcheck source-path=SCRIPTDIR source=../lib/assert.sh
+source "$here/../lib/assert.sh"
 
 for dir in /run/systemd /run/log /var/log/journal; do
     mkdir -p "$dir"    # the mount point (on the host when missing; the tmpfs itself is private)
@@ -70,29 +70,32 @@ python3 "$here/journal_fields.py" --upstream docker.io \
     REGISTRY_UPSTREAM=docker.io "REGISTRY_HOST=http://127.0.0.1:$port" PROBE_RESULT=down PROBE_RESULT=up \
     PROBE_ATTEMPTS PROBE_REASON "HOSTS_FILE=$hosts/docker.io/hosts.toml" PRIORITY=4 PRIORITY=5 \
     SYSLOG_IDENTIFIER=configure-containerd-registries _TRANSPORT=journal "MESSAGE~mirror up" \
-    "MESSAGE~wrote hosts.toml" <"$work/journal.json"
+    "MESSAGE~wrote hosts.toml" <"$work/journal.json" | tally
 
 # --log-format auto: journal when $JOURNAL_STREAM names stderr. systemd-cat connects stdout and stderr
 # to journald's stream socket (as systemd does for a service); the variable is set the way systemd
 # sets it: device:inode of that socket.
+# shellcheck disable=SC2016 # expanded by that sh
 timeout 30 systemd-cat -t ccr-auto-journal sh -c \
     'JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$0" apply --log-format auto --hosts-dir "$1" --deadline 10s "auto-journal.example,http://127.0.0.1:$2,https://auto-journal.example"' \
     "$agent" "$hosts" "$port"
-echo "INFO auto (JOURNAL_STREAM matches): exit $?"
+info "auto (JOURNAL_STREAM matches): exit $?"
 # And with a JOURNAL_STREAM that names something else (a stale variable inherited from a parent):
 # text on stderr, which systemd-cat turns into plain stream entries.
+# shellcheck disable=SC2016 # expanded by that sh
 timeout 30 systemd-cat -t ccr-auto-text sh -c \
     'JOURNAL_STREAM=1:1 exec "$0" apply --log-format auto --hosts-dir "$1" --deadline 10s "auto-text.example,http://127.0.0.1:$2,https://auto-text.example"' \
     "$agent" "$hosts" "$port"
-echo "INFO auto (JOURNAL_STREAM does not match): exit $?"
+info "auto (JOURNAL_STREAM does not match): exit $?"
 journalctl --sync >/dev/null 2>&1 || true
 journalctl -D "$journal_dir" -o json --no-pager >"$work/journal2.json" 2>/dev/null
 python3 "$here/journal_fields.py" --upstream auto-journal.example \
     REGISTRY_UPSTREAM=auto-journal.example _TRANSPORT=journal PROBE_RESULT=up HOSTS_FILE <"$work/journal2.json" \
-    | sed 's/journal field/auto with matching JOURNAL_STREAM: journal field/'
+    | sed 's/journal field/auto with matching JOURNAL_STREAM: journal field/' | tally
 python3 "$here/journal_fields.py" --upstream auto-text.example REGISTRY_UPSTREAM=auto-text.example <"$work/journal2.json" \
     | sed -e 's/^PASS /WANTFAIL /' -e 's/^FAIL /PASS /' -e 's/^WANTFAIL /FAIL /' \
-    | sed 's/journal field REGISTRY_UPSTREAM=auto-text.example.*/auto with a stale JOURNAL_STREAM: no native entry (text instead)/'
+    | sed 's/journal field REGISTRY_UPSTREAM=auto-text.example.*/auto with a stale JOURNAL_STREAM: no native entry (text instead)/' \
+    | tally
 if journalctl -D "$journal_dir" -o cat --no-pager SYSLOG_IDENTIFIER=ccr-auto-text 2>/dev/null | grep -q "auto-text.example.*wrote hosts.toml"; then
     pass "auto with a stale JOURNAL_STREAM: text lines on stderr (seen as stream entries of ccr-auto-text)"
 else

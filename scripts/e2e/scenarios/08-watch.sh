@@ -1,0 +1,157 @@
+# shellcheck shell=bash
+# watch keeps containerd's pulls fast while the cache's IP dies, comes back, and the cache hangs
+#
+# watch (default settings: rounds every 10 s +-20%, out after 3 failures, back after 2 successes)
+# keeps B's file, naming the cache 127.0.0.25, true while containerd pulls: through the cache while
+# it is up, straight from the upstream once its IP is dead (iptables DROP) and watch took it out,
+# through the cache again once it healed and watch put it back, straight again once it hangs (a
+# server that accepts and never answers takes its address). The times from each fault to the fixed
+# file are figures. E2E_SLOW=1 adds the cost without watch: the same pulls with the file left
+# stale. (Thresholds, SIGTERM, SIGHUP and metrics of watch: WatchTests, WatcherTests,
+# HostTrackerTests; the times under load: scripts/bench-watch.sh.)
+
+S8_HOST=http://127.0.0.25:5000
+
+s8_undo() {
+    make_alive 127.0.0.25
+    stop_named s8-watch
+    stop_named hang25
+    answers "$S8_HOST" || start_registry cache25 127.0.0.25 5000 "http://$B" >/dev/null || true
+}
+
+s8_names_cache() { [[ -f "$(hosts_file "$B")" ]] && grep -qF "[host.\"$S8_HOST\"]" "$(hosts_file "$B")"; }
+s8_no_file() { [[ ! -e "$(hosts_file "$B")" ]]; }
+
+# s8_wait T0 LIMIT CMD...: polls CMD every 50 ms; prints the seconds from T0 to the poll that saw
+# it hold, or "never" (status 1) once LIMIT seconds from T0 have passed
+s8_wait() {
+    local t0=$1 limit=$2
+    shift 2
+    until "$@"; do
+        less_than "$(elapsed "$t0")" "$limit" || { echo never; return 1; }
+        sleep 0.05
+    done
+    elapsed "$t0"
+}
+
+# s8_figure WHAT T_FAULT FILE_SECS PATTERN: how the time from the fault to the fixed file splits,
+# from watch's JSON log: the wait for the first probe that saw the change ("mirror suspect"), then
+# the probes until PATTERN
+s8_figure() {
+    local what=$1 t_fault=$2 file_secs=$3 pattern=$4 log=$T/logs/agent-s8-watch.err t_susp t_done a=never b=never
+    t_susp=$("$PY" "$HELPERS/watchlog.py" "$log" "$t_fault" "$S8_HOST" "mirror suspect" | cut -f1) || t_susp=""
+    t_done=$("$PY" "$HELPERS/watchlog.py" "$log" "$t_fault" "$S8_HOST" "$pattern" | cut -f1) || t_done=""
+    [[ -z "$t_susp" ]] || a=$(elapsed "$t_fault" "$t_susp")
+    [[ -z "$t_susp" || -z "$t_done" ]] || b=$(elapsed "$t_susp" "$t_done")
+    figure "08 watch, $what: file fixed ${file_secs}s after the fault (first probe that saw it ${a}s after the fault, \"$pattern\" ${b}s after that)"
+}
+
+# s8_pulls cache|direct: ctr and CRI pulls of B's image, each < 5 s, through the cache or straight
+s8_pulls() {
+    local m_up
+    m_up=$(mark "$T/logs/up11.log")
+    if [[ $1 == cache ]]; then
+        PULL_LIMIT=5 pulls_prove "$B/$IMG" "through the cache (?ns=$B)" mirror_saw "$T/logs/cache25.log" "$B" blobs
+        check "upstream log: no request from containerd itself" no_containerd_direct "$T/logs/up11.log" "$m_up"
+    else
+        PULL_LIMIT=5 pulls_prove "$B/$IMG" "straight to the upstream $B" containerd_direct "$T/logs/up11.log"
+    fi
+}
+
+scenario_watch() {
+    local cfg=$T/s8.toml t0 secs
+    reset_hosts
+    trap s8_undo EXIT
+    printf '[[registry]]\nupstream = "%s"\nserver = "http://%s"\n\n  [[registry.host]]\n  url = "%s"\n' \
+        "$B" "$B" "$S8_HOST" >"$cfg"
+    check "the cache $S8_HOST answers" answers "$S8_HOST"
+
+    t0=$EPOCHREALTIME
+    agent_bg s8-watch watch --config "$cfg" --log-format json
+    secs=$(s8_wait "$t0" 10 s8_names_cache) || { fail "watch wrote no file naming the cache within 10 s"; return 0; }
+    info "watch started; its file names the cache after ${secs}s"
+    cp "$(hosts_file "$B")" "$T/s8-stale-hosts.toml"
+    s8_pulls cache
+
+    info "fault 1: the cache's IP is dead (iptables DROP for 127.0.0.25)"
+    make_dead 127.0.0.25
+    t0=$EPOCHREALTIME
+    secs=$(s8_wait "$t0" 40 s8_no_file) || true
+    check "watch took the file out within 40 s (its only host is dead)" s8_no_file
+    s8_figure "IP dead" "$t0" "$secs" "mirror down after"
+    s8_no_file && s8_pulls direct
+
+    info "heal: the DROP rules go"
+    make_alive 127.0.0.25
+    t0=$EPOCHREALTIME
+    secs=$(s8_wait "$t0" 40 s8_names_cache) || true
+    check "watch put the file back within 40 s" s8_names_cache
+    s8_figure "IP healed" "$t0" "$secs" "mirror back after"
+    s8_names_cache && s8_pulls cache
+
+    info "fault 2: the cache hangs (stopped; a server that accepts and never answers takes 127.0.0.25:5000)"
+    t0=$EPOCHREALTIME
+    stop_named cache25
+    start_hang_server hang25 127.0.0.25 5000
+    check "127.0.0.25:5000 accepts and never answers" eval "! answers $S8_HOST"
+    secs=$(s8_wait "$t0" 45 s8_no_file) || true
+    check "watch took the file out within 45 s (its only host hangs)" s8_no_file
+    s8_figure "cache hangs" "$t0" "$secs" "mirror down after"
+    s8_no_file && s8_pulls direct
+
+    stop_named s8-watch
+    if [[ "$E2E_SLOW" == 1 ]]; then
+        s8_stale
+    else
+        info "skipped: the same pulls without watch, the file left stale (~2 minutes); E2E_SLOW=1"
+    fi
+}
+
+# s8_stale: no watcher; the file watch wrote while the cache was up is put back, naming the hanging
+# cache and then the dead IP
+s8_stale() {
+    local f how t0 rc secs m dial=30 least why
+    f=$(hosts_file "$B")
+    mkdir -p "$HOSTS/$B"
+    cp "$T/s8-stale-hosts.toml" "$f"
+    info "E2E_SLOW=1: no watcher, the stale file back in place:"
+    show_file "$f"
+    m=$(mark "$T/logs/hang25.log")
+    for how in ctr cri; do
+        t0=$EPOCHREALTIME
+        rc=0
+        pull "$how" "$B/$IMG" 60 || rc=$?
+        check "stale file, cache hangs: the $how pull did not finish in 60 s (killed: exit 124)" test "$rc" == 124
+        figure "08 without watch, stale file, cache hangs: $how pull killed after $(elapsed "$t0")s (exit $rc)"
+    done
+    check "the hang server holds containerd's connections" eval "grep -q '^accept' < <(since '$T/logs/hang25.log' $m)"
+
+    stop_named hang25
+    make_dead 127.0.0.25
+    # containerd reads a host's dial_timeout from 2.1 on; before, every dial waits its default 30 s
+    why="containerd $CONTAINERD_VERSION ignores the file's dial_timeout: 30 s per dial"
+    if s8_version_at_least 2 1; then
+        dial=$(sed -n 's/^ *dial_timeout = "\([0-9]*\)s"$/\1/p' "$f" | head -n1)
+        why="the file's dial_timeout: ${dial:-30} s per dial"
+    fi
+    least=$(awk -v d="${dial:-30}" 'BEGIN { print d * 0.8 }')
+    t0=$EPOCHREALTIME
+    rc=0
+    pull ctr "$B/$IMG" || rc=$?
+    secs=$(elapsed "$t0")
+    make_alive 127.0.0.25
+    rm -rf "${HOSTS:?}/$B"
+    check "stale file, IP dead: the ctr pull still succeeds (falls back to the upstream)" test "$rc" == 0
+    check "stale file, IP dead: the ctr pull takes > $least s ($why)" \
+        less_than "$least" "$secs"
+    figure "08 without watch, stale file, IP dead: ctr pull ${secs}s (exit $rc)"
+}
+
+# s8_version_at_least MAJOR MINOR: the containerd under test is that release or later
+s8_version_at_least() {
+    local v=${CONTAINERD_VERSION#v} major minor
+    major=${v%%.*}
+    minor=${v#*.}
+    minor=${minor%%[!0-9]*}
+    ((major > $1 || (major == $1 && minor >= $2)))
+}
