@@ -260,3 +260,38 @@ struct HostileInputSystemTests {
         #expect(run.status == 2, "stderr: \(run.stderr)")
     }
 }
+
+/// Under the lock, a step is carried out only if the file is still the one that was planned for: an
+/// administrator may have changed it between the look and the step (docs/design.md §5).
+@Suite("The store re-checks a file before unlinking or renaming it")
+struct StoreRecheckTests {
+    @Test("removing our hosts.toml when it has meanwhile become someone else's file: refused, file intact")
+    func unlinkOnlyOurs() throws {
+        let tree = try HostsTree()
+        try makeDirectory(tree.dir("docker.io"))
+        try writeText(tree.file("docker.io"), foreignContent)
+        #expect(throws: StoreError.self) { try tree.store.perform([.removeManaged], upstream: "docker.io") }
+        #expect(readText(tree.file("docker.io")) == foreignContent)
+    }
+
+    @Test("restoring a backup that has meanwhile become a symlink: refused, nothing renamed")
+    func restoreOnlyRegular() throws {
+        let tree = try HostsTree()
+        try makeDirectory(tree.dir("docker.io"))
+        try writeText(tree.outside + "/target", "# elsewhere\n")
+        try symlink(tree.outside + "/target", at: tree.backup("docker.io"))
+        #expect(throws: StoreError.self) { try tree.store.perform([.restoreBackup], upstream: "docker.io") }
+        #expect(!exists(tree.file("docker.io")))
+        #expect(lstatInfo(tree.backup("docker.io"))?.isSymlink == true)
+    }
+
+    @Test("backing up a foreign file that has meanwhile become ours: refused, nothing renamed")
+    func backUpOnlyForeign() throws {
+        let tree = try HostsTree()
+        try makeDirectory(tree.dir("docker.io"))
+        try writeText(tree.file("docker.io"), HostsFile.marker + "\n")
+        #expect(throws: StoreError.self) { try tree.store.perform([.backUpForeign], upstream: "docker.io") }
+        #expect(readText(tree.file("docker.io")) == HostsFile.marker + "\n")
+        #expect(!exists(tree.backup("docker.io")))
+    }
+}

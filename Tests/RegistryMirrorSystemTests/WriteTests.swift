@@ -5,7 +5,7 @@ import RegistryMirrorSystem
 import TOMLKit
 import Testing
 
-/// A hosts directory in a temp dir, its store (lock file beside it, not under /run) and a reconciler,
+/// A hosts directory in a temp dir, its store (the lock is the directory itself) and a reconciler,
 /// plus an `outside` directory for symlink targets that must stay untouched.
 struct HostsTree {
     let temp: TempDir
