@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks of apply: detection latency (mirror down 0.5 s, 5 s, 60 s), isolation from dead mirrors,
-# CPU and memory of one apply, and the same job in bash + curl. Prints figures; loopback only.
+# CPU and memory of one apply, the cost with 1000 registries, and the same job in bash + curl. Prints figures; loopback only.
 #   scripts/bench.sh           full run (about 3 minutes)
 #   scripts/bench.sh --quick   skips the 60 s downtime case
+#   scripts/bench.sh --only-scale        apply with 10, 100 and 1000 registries of refusing mirrors
+#   scripts/bench.sh --only-plan-check   plan and check only
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$(repo_root)"
