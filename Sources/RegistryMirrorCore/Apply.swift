@@ -150,17 +150,82 @@ public struct Applier: Sendable {
         return finish(report, state: state, started: started)
     }
 
+    /// How often a host that accepts no connection is probed during apply: a new attempt every
+    /// `hedgeInterval`, without waiting for the previous one, whose SYN may be lost on a path that
+    /// drops packets (a cluster IP kube-proxy has not programmed yet). The moment the path opens,
+    /// the next attempt connects, so the file follows within about this interval. Nothing on the
+    /// other side does any work for such a probe. With many hosts the interval grows so that apply
+    /// makes at most about 700 such attempts a second; past `max_interval` the backoff takes over.
+    var hedgeInterval: Duration? {
+        let hosts = config.registries.reduce(0) { $0 + ($1.readinessProbe ? $1.hosts.count : 0) }
+        let interval = max(Self.fastestHedge, .microseconds(1500) * hosts)
+        return interval < config.probe.maxInterval.duration ? interval : nil
+    }
+
+    static let fastestHedge: Duration = .milliseconds(150)
+    /// Attempts in flight per host at most (a dropped path holds each for `connect_timeout`).
+    static let maxInFlight = 8
+
+    /// Probes `host` until it is up. While it accepts no connection, attempts overlap on the hedge
+    /// interval; once it answers without being up (an HTTP error, a TLS failure), a cache in trouble is
+    /// not pressed: one attempt at a time, on the backoff.
     private func probeUntilUp(_ host: MirrorHost, key: HostKey, sink: AsyncStream<Event>.Continuation) async {
+        enum Step: Sendable {
+            case result(ProbeResult)
+            case timer
+        }
         let settings = self.settings
         let backoff = Backoff(settings)
+        let hedge = hedgeInterval
         var tracker = HostTracker()
-        while !Task.isCancelled {
-            let result = await prober.probe(host, settings: settings)
-            if Task.isCancelled { return }
-            _ = tracker.record(result, settings: settings)
-            sink.yield(.probed(key, tracker))
-            if result.isUp { return }
-            await clock.sleep(for: backoff.delay(attempt: tracker.probes, unit: random.unit()))
+        await withTaskGroup(of: Step.self) { group in
+            var inFlight = 0
+            var timerPending = false
+            var hedging = hedge != nil
+            func launch() {
+                inFlight += 1
+                group.addTask { .result(await prober.probe(host, settings: settings)) }
+            }
+            // One timer at a time. When the mode changes the pending timer is kept, not replaced:
+            // the first retry after an answer comes at the hedge interval instead of the first backoff
+            // step, which is of the same size.
+            func startTimer(_ delay: Duration) {
+                timerPending = true
+                group.addTask {
+                    await clock.sleep(for: delay)
+                    return .timer
+                }
+            }
+            launch()
+            if let hedge { startTimer(hedge) }
+            while let step = await group.next(), !Task.isCancelled {
+                switch step {
+                case .timer:
+                    timerPending = false
+                    if hedging, let hedge {
+                        if inFlight < Self.maxInFlight { launch() }
+                        startTimer(hedge)
+                    } else if inFlight == 0 {
+                        launch()
+                    }
+                case .result(let result):
+                    inFlight -= 1
+                    _ = tracker.record(result, settings: settings)
+                    sink.yield(.probed(key, tracker))
+                    if result.isUp {
+                        group.cancelAll()
+                        return
+                    }
+                    hedging = hedge != nil && !result.connected
+                    guard !timerPending else { continue }
+                    if hedging, let hedge {
+                        startTimer(hedge)
+                    } else if inFlight == 0 {
+                        startTimer(backoff.delay(attempt: tracker.probes, unit: random.unit()))
+                    }
+                }
+            }
+            group.cancelAll()
         }
     }
 

@@ -7,11 +7,15 @@ public struct ProbeResult: Sendable, Equatable {
     public var reason: String
     /// Time the probe took.
     public var latency: Duration
+    /// False when no connection was made at all (refused, unreachable, connect timeout, no address):
+    /// nothing on the other side did any work, so probing again soon costs nobody anything.
+    public var connected: Bool
 
-    public init(state: State, reason: String, latency: Duration = .zero) {
+    public init(state: State, reason: String, latency: Duration = .zero, connected: Bool = true) {
         self.state = state
         self.reason = reason
         self.latency = latency
+        self.connected = connected
     }
 
     public var isUp: Bool { state == .up }

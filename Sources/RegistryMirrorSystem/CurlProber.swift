@@ -243,7 +243,10 @@ private struct Transfer: @unchecked Sendable {
         default:
             reason = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
         }
-        return ProbeResult(state: .down, reason: reason, latency: latency)
+        let connected =
+            !(code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST
+            || (code == CURLE_OPERATION_TIMEDOUT && connectMicros == 0))
+        return ProbeResult(state: .down, reason: reason, latency: latency, connected: connected)
     }
 
     /// Resumes the waiting task and frees the C memory.

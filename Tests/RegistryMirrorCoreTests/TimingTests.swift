@@ -12,13 +12,16 @@ struct TimingTests {
     static let refused = ProbeResult(state: .down, reason: "connection refused")
     static let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
-    @Test("apply: a dead mirror is retried on the backoff (200, 400, 800 ms, then every 1 s) until a 10-minute deadline")
+    static let unavailable = ProbeResult(state: .down, reason: "HTTP 503", connected: true)
+    static let refusedNoConnection = ProbeResult(state: .down, reason: "connection refused", connected: false)
+
+    @Test("apply: a mirror that answers but is not up (503) is retried on the backoff (then 400, 800 ms, every 1 s) until a 10-minute deadline")
     func applyBackoffUntilDeadline() async throws {
         let registry = Registry(upstream: "docker.io", hosts: [MirrorHost(url: "http://dead:1")])
         var config = AgentConfig()
         config.registries = [registry]
         config.probe.deadline = .seconds(600)
-        let prober = ScriptedProber(["http://dead:1": [(.zero, Self.refused)]])
+        let prober = ScriptedProber(["http://dead:1": [(.zero, Self.unavailable)]])
         let clock = ManualClock()
         // Jitter unit 1: every wait is its full ceiling.
         let applier = Applier(
@@ -35,17 +38,49 @@ struct TimingTests {
         let report = await run.value
         #expect(report.exitStatus == .deadlineReached)
         #expect(report.waiting == ["docker.io"])
-        #expect(Array(probeTimes.prefix(4)) == [.milliseconds(200), .milliseconds(600), .milliseconds(1400), .milliseconds(2400)])
-        // 0, 0.2, 0.6, 1.4, then 2.4 ... 599.4 s: one probe a second at most once backed off.
+        // The first retry comes at the hedge interval (150 ms: the first attempt might have been lost on
+        // a dropped path), then the backoff: 400, 800 ms, then every 1 s.
+        #expect(Array(probeTimes.prefix(4)) == [.milliseconds(150), .milliseconds(550), .milliseconds(1350), .milliseconds(2350)])
+        // 0, 0.15, 0.55, 1.35, then 2.35 ... 599.35 s: one probe a second at most once backed off.
         #expect(prober.count("http://dead:1") == 4 + 598)
     }
 
-    @Test("apply: a mirror that comes up after 5 s of refusals is written at the probe that sees it, not a round later")
+    @Test("apply: a mirror that accepts no connection is tried every 150 ms, so it is seen within 150 ms of opening")
+    func applyHedgesConnectionFailures() async throws {
+        let registry = Registry(upstream: "docker.io", hosts: [MirrorHost(url: "http://closed:1")])
+        var config = AgentConfig()
+        config.registries = [registry]
+        config.probe.deadline = .seconds(3)
+        let prober = ScriptedProber(["http://closed:1": [(.zero, Self.refusedNoConnection)]])
+        let clock = ManualClock()
+        let applier = Applier(
+            config: config, prober: prober, store: MemoryStore(), logger: Self.logger, clock: AgentClock(clock),
+            random: .scripted([1]))
+        let run = Task { await applier.run() }
+        var times: [Duration] = []
+        while await clock.waitForSleepers(2), let next = clock.nextDeadline, next < .seconds(3) {
+            times.append(next)
+            clock.advance(to: next)
+            _ = await eventuallyTrue { prober.count("http://closed:1") == times.count + 1 }
+        }
+        clock.advance(to: .seconds(3))
+        #expect(await run.value.exitStatus == .deadlineReached)
+        #expect(times.count == 19)
+        #expect(zip(times, times.dropFirst()).allSatisfy { close($1 - $0, .milliseconds(150)) })
+        // With a thousand hosts the attempts would add up: the interval grows, past max_interval the backoff rules.
+        var big = AgentConfig()
+        big.registries = (0..<1000).map { Registry(upstream: "r\($0).io", hosts: [MirrorHost(url: "http://h\($0):1")]) }
+        #expect(Applier(config: big, prober: prober, store: MemoryStore(), logger: Self.logger).hedgeInterval == nil)
+        big.registries = Array(big.registries.prefix(200))
+        #expect(Applier(config: big, prober: prober, store: MemoryStore(), logger: Self.logger).hedgeInterval == .milliseconds(300))
+    }
+
+    @Test("apply: a mirror that answers 503 eight times, then 200, is written at the probe that sees it")
     func applyWritesAtOnce() async throws {
         let registry = Registry(upstream: "ghcr.io", hosts: [MirrorHost(url: "http://late:1")])
         var config = AgentConfig()
         config.registries = [registry]
-        let prober = ScriptedProber(["http://late:1": Array(repeating: (Duration.zero, Self.refused), count: 8) + [(.zero, Self.up)]])
+        let prober = ScriptedProber(["http://late:1": Array(repeating: (Duration.zero, Self.unavailable), count: 8) + [(.zero, Self.up)]])
         let clock = ManualClock()
         let store = MemoryStore()
         let applier = Applier(
@@ -56,8 +91,8 @@ struct TimingTests {
             _ = await eventuallyTrue { clock.sleeperCount == 1 || store.content("ghcr.io") != nil }
         }
         #expect(await run.value.exitStatus == .ok)
-        // Jitter unit 0: each wait is half its ceiling: 100, 200, 400, 500, 500, 500, 500, 500 ms.
-        #expect(clock.now == ManualClock.Instant(offset: .milliseconds(3200)))
+        // The first retry at 150 ms, then jitter unit 0: half of each ceiling: 200, 400, 500, 500, 500, 500, 500 ms.
+        #expect(clock.now == ManualClock.Instant(offset: .milliseconds(3250)))
         #expect(store.content("ghcr.io") == HostsFile.render(registry, hosts: registry.hosts))
     }
 

@@ -12,14 +12,26 @@ SERVERS = os.path.join(HERE, "servers.py")
 
 
 def free_ports(n):
-    socks = []
-    for _ in range(n):
+    """n free ports below the ephemeral range. A port inside it can be taken by the agent's own
+    connection attempt: on loopback, a connect() to a closed port whose chosen source port happens to be
+    that same port connects the socket to itself, and the mirror can then never bind. A fast-probing
+    agent makes thousands of attempts, so a benchmark on ephemeral ports would hang now and then; real
+    mirrors are on other addresses, where this cannot happen."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    ports = []
+    candidate = 20000 + (os.getpid() % 500) * 20
+    while len(ports) < n and candidate < low:
         s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
+        try:
+            s.bind(("127.0.0.1", candidate))
+            ports.append(candidate)
+        except OSError:
+            pass
+        finally:
+            s.close()
+        candidate += 1
+    if len(ports) < n:
+        raise RuntimeError("not enough free ports below the ephemeral range")
     return ports
 
 
@@ -72,6 +84,56 @@ def detection(downtime, trials):
         server.wait()
     shutil.rmtree(work)
     return latencies
+
+
+def detection_dropped(downtime, trials):
+    """The realistic boot case: the mirror listens all along, but its packets are dropped (iptables in a
+    network namespace of our own, as before kube-proxy programs a cluster IP) until `downtime` s after
+    apply started. Time from the moment the DROP rule is deleted to hosts.toml on disk. Trials run side
+    by side, each with its own port, rule, hosts dir and agent."""
+    ns = f"ccr-bench-{os.getpid()}"
+    work = tempfile.mkdtemp(prefix="ccr-bench-")
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    inns = ["ip", "netns", "exec", ns]
+    procs = []
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        ports = list(range(5100, 5100 + trials))
+        for port in ports:
+            subprocess.run(inns + ["iptables", "-w", "-I", "INPUT", "-p", "tcp", "--dport", str(port), "-j", "DROP"], check=True)
+            procs.append(subprocess.Popen(inns + [sys.executable, SERVERS, "serve", "ok", "127.0.0.1", str(port)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(1)  # servers listening
+        runs = []
+        for i, port in enumerate(ports):
+            hosts = os.path.join(work, f"h{i}")
+            agent = subprocess.Popen(inns + [AGENT, "apply", "--hosts-dir", hosts, f"docker.io,http://127.0.0.1:{port}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(agent)
+            runs.append((agent, port, os.path.join(hosts, "docker.io", "hosts.toml")))
+        # Lift the rules one by one, `downtime` after each agent started (they started together).
+        time.sleep(downtime)
+        lifted = {}
+        import random
+        for agent, port, path in random.sample(runs, len(runs)):
+            lifted[port] = time.time()
+            subprocess.run(inns + ["iptables", "-w", "-D", "INPUT", "-p", "tcp", "--dport", str(port), "-j", "DROP"], check=True)
+            time.sleep(random.uniform(0.05, 0.25))
+        latencies = []
+        for agent, port, path in runs:
+            agent.wait(timeout=60)
+            latencies.append(os.stat(path).st_mtime_ns / 1e9 - lifted[port])
+        return latencies
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        subprocess.run(["ip", "netns", "del", ns])
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def isolation(trials):
@@ -221,6 +283,11 @@ def main():
     if "--only-plan-check" in sys.argv:
         plan_and_check(5)
         return
+    if "--only-detection" in sys.argv:
+        for d in ((0.5, 5) if QUICK else (0.5, 5, 60)):
+            print(f"detection, refused then listening, down {d}s: {summary(detection(d, 20))}", flush=True)
+            print(f"detection, dropped then let through, down {d}s: {summary(detection_dropped(d, 20))}", flush=True)
+        return
     if "--only-scale" in sys.argv:
         for n in (10, 100, 1000):
             print_scale(n)
@@ -231,6 +298,8 @@ def main():
     downtimes = [0.5, 5] if QUICK else [0.5, 5, 60]
     for d in downtimes:
         print(f"detection latency, mirror down {d}s after start: {summary(detection(d, trials))}", flush=True)
+        print(f"detection latency, packets dropped {d}s after start, from the rule's removal: "
+              f"{summary(detection_dropped(d, trials))}", flush=True)
     print(f"isolation (1 live + 20 hanging + 20 refusing), start to live file: {summary(isolation(trials))}",
           flush=True)
     plan_and_check(5)
