@@ -95,7 +95,7 @@ public struct Applier: Sendable {
         var statusDue = clock.now
         func reportStatus() {
             guard status.isListening, clock.now >= statusDue else { return }
-            status.status(statusText(state, progress: progress))
+            status.status(statusText(state))
             statusDue = clock.now + .milliseconds(250)
         }
         reportStatus()
@@ -278,7 +278,7 @@ public struct Applier: Sendable {
     }
 
     /// `2/3 registries configured; waiting for quay.io (http://10.0.0.7:5000: connection timed out, attempt 14)`
-    func statusText(_ state: MirrorState, progress: Progress) -> String {
+    func statusText(_ state: MirrorState) -> String {
         let configured = config.registries.filter { state.fileInPlace($0.upstream) }.count
         var text = "\(configured)/\(config.registries.count) registries configured"
         let waiting = config.registries.filter { !state.fileInPlace($0.upstream) && state.failed[$0.upstream] == nil }
