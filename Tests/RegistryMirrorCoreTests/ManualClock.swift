@@ -20,6 +20,9 @@ final class ManualClock: Clock, Sendable {
         var now = Instant(offset: .zero)
         var sleepers: [Sleeper] = []
         var nextID = 0
+        /// Sleeps cancelled before they were registered: a task cancelled already when it calls
+        /// `sleep` runs the cancellation handler first, and must not then sleep for ever.
+        var cancelledEarly: Set<Int> = []
     }
 
     private let state = Mutex(State())
@@ -34,16 +37,25 @@ final class ManualClock: Clock, Sendable {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let resumeNow = state.withLock { state -> Bool in
-                    if deadline <= state.now { return true }
+                enum Now { case wake, cancel, sleep }
+                let now = state.withLock { state -> Now in
+                    if state.cancelledEarly.remove(id) != nil { return .cancel }
+                    if deadline <= state.now { return .wake }
                     state.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
-                    return false
+                    return .sleep
                 }
-                if resumeNow { continuation.resume() }
+                switch now {
+                case .wake: continuation.resume()
+                case .cancel: continuation.resume(throwing: CancellationError())
+                case .sleep: break
+                }
             }
         } onCancel: {
             let sleeper = state.withLock { state -> Sleeper? in
-                guard let i = state.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
+                guard let i = state.sleepers.firstIndex(where: { $0.id == id }) else {
+                    state.cancelledEarly.insert(id)
+                    return nil
+                }
                 return state.sleepers.remove(at: i)
             }
             sleeper?.continuation.resume(throwing: CancellationError())

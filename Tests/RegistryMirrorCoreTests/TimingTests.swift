@@ -15,34 +15,62 @@ struct TimingTests {
     static let unavailable = ProbeResult(state: .down, reason: "HTTP 503", connected: true)
     static let refusedNoConnection = ProbeResult(state: .down, reason: "connection refused", connected: false)
 
-    @Test("apply: a mirror that answers but is not up (503) is retried on the backoff (then 400, 800 ms, every 1 s) until a 10-minute deadline")
+    /// Backoff from 20 ms to 120 ms: below the 150 ms hedge interval, so only the backoff schedules
+    /// attempts, and each step of the test waits for a state the code cannot pass without acting.
+    static func backoffOnly(_ registries: [Registry], deadline: GoDuration = .zero) -> AgentConfig {
+        var config = AgentConfig()
+        config.registries = registries
+        config.probe.deadline = deadline
+        config.probe.initialInterval = .milliseconds(20)
+        config.probe.maxInterval = .milliseconds(120)
+        return config
+    }
+
+    @Test("apply: a mirror that answers but is not up (503) is retried on the backoff (20, 40, 80, then every 120 ms) until the deadline")
     func applyBackoffUntilDeadline() async throws {
         let registry = Registry(upstream: "docker.io", hosts: [MirrorHost(url: "http://dead:1")])
-        var config = AgentConfig()
-        config.registries = [registry]
-        config.probe.deadline = .seconds(600)
+        let config = Self.backoffOnly([registry], deadline: .seconds(60))
         let prober = ScriptedProber(["http://dead:1": [(.zero, Self.unavailable)]])
         let clock = ManualClock()
         // Jitter unit 1: every wait is its full ceiling.
         let applier = Applier(
             config: config, prober: prober, store: MemoryStore(), logger: Self.logger, clock: AgentClock(clock),
             random: .scripted([1]))
+        #expect(applier.hedgeInterval == nil)
         let run = Task { await applier.run() }
         var probeTimes: [Duration] = []
         // Two sleepers: the deadline, and the host's backoff. Step to the earliest each time.
-        while await clock.waitForSleepers(2), let next = clock.nextDeadline, next < .seconds(600) {
+        while await clock.waitForSleepers(2), let next = clock.nextDeadline, next < .seconds(60) {
             probeTimes.append(next)
             clock.advance(to: next)
         }
-        clock.advance(to: .seconds(600))
+        clock.advance(to: .seconds(60))
         let report = await run.value
         #expect(report.exitStatus == .deadlineReached)
         #expect(report.waiting == ["docker.io"])
-        // The first retry comes at the hedge interval (150 ms: the first attempt might have been lost on
-        // a dropped path), then the backoff: 400, 800 ms, then every 1 s.
-        #expect(Array(probeTimes.prefix(4)) == [.milliseconds(150), .milliseconds(550), .milliseconds(1350), .milliseconds(2350)])
-        // 0, 0.15, 0.55, 1.35, then 2.35 ... 599.35 s: one probe a second at most once backed off.
-        #expect(prober.count("http://dead:1") == 4 + 598)
+        #expect(Array(probeTimes.prefix(4)) == [.milliseconds(20), .milliseconds(60), .milliseconds(140), .milliseconds(260)])
+        // 0, 0.02, 0.06, 0.14, then 0.26 + 0.12 k up to 59.90 s (k = 0 ... 497).
+        #expect(prober.count("http://dead:1") == 4 + 498)
+    }
+
+    @Test("apply: a mirror that answers 503 eight times, then 200, is written at the probe that sees it")
+    func applyWritesAtOnce() async throws {
+        let registry = Registry(upstream: "ghcr.io", hosts: [MirrorHost(url: "http://late:1")])
+        let config = Self.backoffOnly([registry])
+        let prober = ScriptedProber(["http://late:1": Array(repeating: (Duration.zero, Self.unavailable), count: 8) + [(.zero, Self.up)]])
+        let clock = ManualClock()
+        let store = MemoryStore()
+        let applier = Applier(
+            config: config, prober: prober, store: store, logger: Self.logger, clock: AgentClock(clock), random: .scripted([0]))
+        let run = Task { await applier.run() }
+        while store.content("ghcr.io") == nil, await clock.waitForSleepers(1), let next = clock.nextDeadline {
+            clock.advance(to: next)
+            _ = await eventuallyTrue { clock.sleeperCount == 1 || store.content("ghcr.io") != nil }
+        }
+        #expect(await run.value.exitStatus == .ok)
+        // Jitter unit 0: half of each ceiling: 10, 20, 40, then 60 ms five times.
+        #expect(clock.now == ManualClock.Instant(offset: .milliseconds(370)))
+        #expect(store.content("ghcr.io") == HostsFile.render(registry, hosts: registry.hosts))
     }
 
     @Test("apply: a mirror that accepts no connection is tried every 150 ms, so it is seen within 150 ms of opening")
@@ -73,27 +101,6 @@ struct TimingTests {
         #expect(Applier(config: big, prober: prober, store: MemoryStore(), logger: Self.logger).hedgeInterval == nil)
         big.registries = Array(big.registries.prefix(200))
         #expect(Applier(config: big, prober: prober, store: MemoryStore(), logger: Self.logger).hedgeInterval == .milliseconds(300))
-    }
-
-    @Test("apply: a mirror that answers 503 eight times, then 200, is written at the probe that sees it")
-    func applyWritesAtOnce() async throws {
-        let registry = Registry(upstream: "ghcr.io", hosts: [MirrorHost(url: "http://late:1")])
-        var config = AgentConfig()
-        config.registries = [registry]
-        let prober = ScriptedProber(["http://late:1": Array(repeating: (Duration.zero, Self.unavailable), count: 8) + [(.zero, Self.up)]])
-        let clock = ManualClock()
-        let store = MemoryStore()
-        let applier = Applier(
-            config: config, prober: prober, store: store, logger: Self.logger, clock: AgentClock(clock), random: .scripted([0]))
-        let run = Task { await applier.run() }
-        while store.content("ghcr.io") == nil, await clock.waitForSleepers(1), let next = clock.nextDeadline {
-            clock.advance(to: next)
-            _ = await eventuallyTrue { clock.sleeperCount == 1 || store.content("ghcr.io") != nil }
-        }
-        #expect(await run.value.exitStatus == .ok)
-        // The first retry at 150 ms, then jitter unit 0: half of each ceiling: 200, 400, 500, 500, 500, 500, 500 ms.
-        #expect(clock.now == ManualClock.Instant(offset: .milliseconds(3250)))
-        #expect(store.content("ghcr.io") == HostsFile.render(registry, hosts: registry.hosts))
     }
 
     @Test("watch: a mirror that dies leaves at its third failed probe, 12.6 s in (round of 12 s, then 200 + 400 ms)")
