@@ -74,36 +74,45 @@ scenario_watch() {
     s8_pulls cache
 
     info "fault 1: the cache's IP is dead (iptables DROP for 127.0.0.25)"
-    make_dead 127.0.0.25
     t0=$EPOCHREALTIME
-    secs=$(s8_wait "$t0" 40 s8_no_file) || true
-    check "watch took the file out within 40 s (its only host is dead)" s8_no_file
-    s8_figure "IP dead" "$t0" "$secs" "mirror down after"
-    s8_no_file && s8_pulls direct
+    make_dead 127.0.0.25
+    s8_follows "$t0" 40 out "IP dead" "its only host is dead"
 
     info "heal: the DROP rules go"
-    make_alive 127.0.0.25
     t0=$EPOCHREALTIME
-    secs=$(s8_wait "$t0" 40 s8_names_cache) || true
-    check "watch put the file back within 40 s" s8_names_cache
-    s8_figure "IP healed" "$t0" "$secs" "mirror back after"
-    s8_names_cache && s8_pulls cache
+    make_alive 127.0.0.25
+    s8_follows "$t0" 40 in "IP healed" "its host answers again"
 
     info "fault 2: the cache hangs (stopped; a server that accepts and never answers takes 127.0.0.25:5000)"
     t0=$EPOCHREALTIME
     stop_named cache25
     start_hang_server hang25 127.0.0.25 5000
     check "127.0.0.25:5000 accepts and never answers" eval "! answers $S8_HOST"
-    secs=$(s8_wait "$t0" 45 s8_no_file) || true
-    check "watch took the file out within 45 s (its only host hangs)" s8_no_file
-    s8_figure "cache hangs" "$t0" "$secs" "mirror down after"
-    s8_no_file && s8_pulls direct
+    s8_follows "$t0" 45 out "cache hangs" "its only host hangs"
 
     stop_named s8-watch
     if [[ "$E2E_SLOW" == 1 ]]; then
         s8_stale
     else
         info "skipped: the same pulls without watch, the file left stale (~2 minutes); E2E_SLOW=1"
+    fi
+}
+
+# s8_follows T0 LIMIT in|out LABEL WHY: after the event at T0, watch puts the cache into (in) or
+# takes it out of (out) the file within LIMIT s; the time is a figure, and containerd's pulls then go
+# through the cache (in) or straight to the upstream (out)
+s8_follows() {
+    local t0=$1 limit=$2 way=$3 label=$4 why=$5 secs
+    if [[ $way == out ]]; then
+        secs=$(s8_wait "$t0" "$limit" s8_no_file) || true
+        check "watch took the file out within $limit s ($why)" s8_no_file
+        s8_figure "$label" "$t0" "$secs" "mirror down after"
+        s8_no_file && s8_pulls direct
+    else
+        secs=$(s8_wait "$t0" "$limit" s8_names_cache) || true
+        check "watch put the file back within $limit s ($why)" s8_names_cache
+        s8_figure "$label" "$t0" "$secs" "mirror back after"
+        s8_names_cache && s8_pulls cache
     fi
 }
 
