@@ -19,8 +19,13 @@ public enum HostsFile {
     /// Each host is a `[host."<url>"]` table, except in a file with an IPv6 host: the TOML reader of
     /// containerd 1.6 and 1.7 (go-toml v1) ends a table header at the first `]` even inside quotes
     /// (escaping it does not help: it does not unescape header keys), and then ignores the whole file.
-    /// Such a file lists every host as an inline table under one `[host]`, which those versions read
-    /// in order, as later ones do. The two forms are never mixed in one file.
+    /// Such a file lists every host's fields as dotted keys under one `[host]`
+    /// (`"http://[fd00::1]:5000".capabilities = [...]`), one per line. Not inline tables: go-toml v1
+    /// gives every inline table line 0, containerd 1.6/1.7 order hosts by the line their table starts
+    /// on, and so tried them in a random order (seen as a flaky parse check); a dotted key's table
+    /// starts on the line of its first key. containerd 2's source orders hosts by their
+    /// `[host."..."]` headers only and skips hosts written any other way, so on 2.x such a file means
+    /// pulls from the upstream (docs/design.md §5). The two forms are never mixed in one file.
     public static func render(_ registry: Registry, hosts: [MirrorHost]) -> String? {
         guard !hosts.isEmpty else { return nil }
         var out = marker + "\n"
@@ -30,8 +35,9 @@ public enum HostsFile {
         if hosts.contains(where: { $0.url.contains("]") }) {
             out += "\n[host]\n"
             for host in hosts {
-                let fields = settings(host).map { "\($0.key) = \($0.value)" }
-                out += "  \(quote(host.url)) = { \(fields.joined(separator: ", ")) }\n"
+                for (key, value) in settings(host) {
+                    out += "  \(quote(host.url)).\(key) = \(value)\n"
+                }
             }
             return out
         }

@@ -52,8 +52,9 @@ let renderCases: [RenderCase] = [
               dial_timeout = "1s"
 
             """),
-    // containerd 1.6/1.7 cannot read `]` in a table header: a file with an IPv6 host lists every host
-    // as an inline table under one [host], in order (scripts/parse-check.sh shows containerd reads it).
+    // containerd 1.6/1.7 cannot read `]` in a table header: a file with an IPv6 host lists every host's
+    // fields as dotted keys under one [host], one per line, so the hosts keep their order
+    // (scripts/parse-check.sh shows containerd reads it so; inline tables came out in random order).
     RenderCase(
         name: "IPv6 host URL",
         registry: Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://[fd00::1]:5000", capabilities: [.pull])]),
@@ -62,7 +63,8 @@ let renderCases: [RenderCase] = [
             server = "https://quay.io"
 
             [host]
-              "http://[fd00::1]:5000" = { capabilities = ["pull"], dial_timeout = "1s" }
+              "http://[fd00::1]:5000".capabilities = ["pull"]
+              "http://[fd00::1]:5000".dial_timeout = "1s"
 
             """),
     RenderCase(
@@ -80,8 +82,15 @@ let renderCases: [RenderCase] = [
             server = "https://quay.io"
 
             [host]
-              "http://10.0.0.1:5000" = { capabilities = ["pull", "resolve"], dial_timeout = "1s" }
-              "https://[fd00::2]:5000/cache" = { capabilities = ["pull", "resolve"], dial_timeout = "1s", ca = ["/etc/ca.pem"], client = [["/c.crt", "/c.key"]], skip_verify = false, override_path = true, header = { "X-A" = ["a\tb"], "X-B" = ["1", "2"] } }
+              "http://10.0.0.1:5000".capabilities = ["pull", "resolve"]
+              "http://10.0.0.1:5000".dial_timeout = "1s"
+              "https://[fd00::2]:5000/cache".capabilities = ["pull", "resolve"]
+              "https://[fd00::2]:5000/cache".dial_timeout = "1s"
+              "https://[fd00::2]:5000/cache".ca = ["/etc/ca.pem"]
+              "https://[fd00::2]:5000/cache".client = [["/c.crt", "/c.key"]]
+              "https://[fd00::2]:5000/cache".skip_verify = false
+              "https://[fd00::2]:5000/cache".override_path = true
+              "https://[fd00::2]:5000/cache".header = { "X-A" = ["a\tb"], "X-B" = ["1", "2"] }
 
             """#),
     RenderCase(
@@ -241,9 +250,16 @@ func checkParsesBack(_ text: String, registry: Registry, hosts: [MirrorHost], so
     let hostTables = try #require(root["host"]?.table, sourceLocation: sourceLocation)
     #expect(Set(hostTables.keys) == Set(hosts.map(\.url)), sourceLocation: sourceLocation)
 
-    // Order in the file follows the host list.
+    // Order in the file follows the host list: by table header, or in the dotted form by each host's
+    // first key (where containerd 1.6/1.7 place its table), every key of a host on consecutive lines.
     let positions = hosts.compactMap {
-        text.range(of: "[host.\(HostsFile.quote($0.url))]")?.lowerBound ?? text.range(of: "\n  \(HostsFile.quote($0.url)) = {")?.lowerBound
+        text.range(of: "[host.\(HostsFile.quote($0.url))]")?.lowerBound ?? text.range(of: "\n  \(HostsFile.quote($0.url)).")?.lowerBound
+    }
+    if !text.contains("[host.") {
+        let owners = text.split(separator: "\n").compactMap { line in hosts.first { line.hasPrefix("  \(HostsFile.quote($0.url)).") }?.url }
+        var runs: [String] = []
+        for owner in owners where runs.last != owner { runs.append(owner) }
+        #expect(runs == hosts.map(\.url), "each host's keys together, hosts in order", sourceLocation: sourceLocation)
     }
     #expect(positions.count == hosts.count, sourceLocation: sourceLocation)
     #expect(positions == positions.sorted(), sourceLocation: sourceLocation)
