@@ -88,7 +88,7 @@ public struct ProbeSettings: Sendable, Hashable {
     public var maxInterval: GoDuration = .seconds(1)
     /// Zero: apply waits until every registry is configured.
     public var deadline: GoDuration = .zero
-    public var watchInterval: GoDuration = .seconds(10)
+    public var watchInterval: GoDuration = .seconds(2)
     public var failureThreshold: Int = 3
     public var successThreshold: Int = 2
 

@@ -33,6 +33,16 @@ public protocol MirrorProber: Sendable {
     func probe(_ host: MirrorHost, settings: ProbeSettings) async -> ProbeResult
 }
 
+/// A prober that can tell, without a timer of the caller's, that a probe has had no answer for a while
+/// (watch sends another beside it then: `ProbeTiming.silence`). CurlProber does it on its own loop
+/// thread, which wakes for its transfers anyway; a timer task per probe would cost a wake-up each.
+public protocol SilenceReportingProber: MirrorProber {
+    /// Probes like `probe(_:settings:)`, and calls `silent` once if no answer has come `silentAfter`
+    /// after the start (never after it returns).
+    func probe(_ host: MirrorHost, settings: ProbeSettings, silentAfter: Duration, silent: @escaping @Sendable () -> Void) async
+        -> ProbeResult
+}
+
 /// Exponential backoff with jitter between `initial_interval` and `max_interval`.
 public struct Backoff: Sendable {
     public var initial: Duration

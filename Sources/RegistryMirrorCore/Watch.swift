@@ -14,8 +14,8 @@ public protocol MetricsSink: Sendable {
 }
 
 /// watch (docs/design.md §6, §9.2): the same model as apply (`MirrorState`, `fileDecision`), with
-/// hysteresis and no end. Every host is probed once a round (shared, jittered rounds), a suspect one
-/// on the fast backoff; a registry's hosts.toml always lists the hosts that are in, and goes away while
+/// hysteresis and no end. Steady hosts are probed once a round (shared, jittered rounds); when a
+/// probe goes out otherwise is `ProbeTiming`'s call; a registry's hosts.toml always lists the hosts that are in, and goes away while
 /// none is. SIGHUP reloads the config, SIGTERM ends cleanly leaving the files as they are.
 public struct Watcher: Sendable {
     /// Why a reload was refused, one line per problem.
@@ -149,28 +149,99 @@ public struct Watcher: Sendable {
         }
     }
 
+    /// What wakes a host's loop: a probe's result, its silence, or the timer.
+    private enum HostEvent: Sendable {
+        case result(ProbeResult, launched: Duration)
+        case silent(launched: Duration)
+        case timer(Int)
+    }
+
+    /// One host: probes go out when `ProbeTiming` says, each in a child task, and results are recorded
+    /// in the order they arrive. While nothing is in flight the loop just sleeps; otherwise one timer
+    /// task at a time races the results (a plan for an earlier instant replaces it), except for a
+    /// steady host's silence, which a `SilenceReportingProber` reports without a timer: a steady round
+    /// costs one sleep and one probe.
     private func probeLoop(
         _ host: MirrorHost, key: HostKey, tracker: HostTracker, settings: ProbeSettings, rounds: RoundSchedule,
         generation: Int, sink: AsyncStream<Event>.Continuation
     ) async {
+        let timing = ProbeTiming(settings)
+        let reporter = prober as? any SilenceReportingProber
         var tracker = tracker
-        // A host carried over a reload keeps its schedule roughly: start within one fast interval.
-        if tracker.inFile != nil {
-            await clock.sleep(for: Backoff(settings).delay(attempt: 1, unit: random.unit()))
-        }
-        while !Task.isCancelled {
-            let result = await prober.probe(host, settings: settings)
-            if Task.isCancelled { return }
-            let changed = tracker.record(result, settings: settings)
-            sink.yield(.result(generation: generation, key: key, tracker: tracker, changed: changed))
-            if let delay = tracker.suspectDelay(settings: settings, unit: random.unit()) {
-                await clock.sleep(for: delay)
-            } else {
-                // Steady hosts all wake for the same round: one timer and one batch of probes per
-                // interval instead of one wake-up per host, which is most of an idle watcher's cost.
-                await clock.sleep(until: rounds.next(after: clock.now))
+        var inFlight: [Duration] = []
+        var silenced: Duration?
+        var lastLaunch: Duration?
+        // A host carried over a reload is not probed again at once: it goes on as if just probed.
+        if tracker.inFile != nil { lastLaunch = clock.now }
+        let (events, wake) = AsyncStream.makeStream(of: HostEvent.self)
+        var iterator = events.makeAsyncIterator()
+        await withDiscardingTaskGroup { group in
+            var timer: (id: Int, at: Duration, task: Task<Void, Never>)?
+            var timers = 0
+            // The round this host waits for, kept until it goes: it has begun by the time the sleep ends.
+            var round: Duration?
+            while !Task.isCancelled {
+                let now = clock.now
+                let plan = timing.next(
+                    tracker, inFlight: inFlight, lastLaunch: lastLaunch, silenced: silenced != nil && silenced == inFlight.first,
+                    unit: random.unit()
+                ) {
+                    // Steady hosts all wake for the same round: one batch of probes per interval.
+                    if round == nil { round = rounds.next(after: now) }
+                    return round!
+                }
+                if let at = plan, at <= now {
+                    let silentAfter = timing.awaitsSilence(tracker, inFlight: inFlight.count + 1) ? timing.silence : nil
+                    inFlight.append(now)
+                    lastLaunch = now
+                    round = nil
+                    group.addTask {
+                        let result: ProbeResult
+                        if let reporter, let silentAfter {
+                            result = await reporter.probe(host, settings: settings, silentAfter: silentAfter) {
+                                wake.yield(.silent(launched: now))
+                            }
+                        } else {
+                            result = await prober.probe(host, settings: settings)
+                        }
+                        wake.yield(.result(result, launched: now))
+                    }
+                    continue
+                }
+                if let at = plan, inFlight.isEmpty {
+                    timer?.task.cancel()
+                    timer = nil
+                    await clock.sleep(until: at)
+                    continue
+                }
+                if let at = plan, reporter == nil || !timing.awaitsSilence(tracker, inFlight: inFlight.count),
+                    timer.map({ at < $0.at }) ?? true
+                {
+                    timer?.task.cancel()
+                    timers += 1
+                    let id = timers
+                    timer = (id, at, Task {
+                        await clock.sleep(until: at)
+                        if !Task.isCancelled { wake.yield(.timer(id)) }
+                    })
+                }
+                guard let event = await iterator.next(), !Task.isCancelled else { break }
+                switch event {
+                case .timer(let id):
+                    if timer?.id == id { timer = nil }
+                case .silent(let launched):
+                    silenced = launched
+                case .result(let result, let launched):
+                    if let i = inFlight.firstIndex(of: launched) { inFlight.remove(at: i) }
+                    if silenced == launched { silenced = nil }
+                    let changed = tracker.record(result, settings: settings)
+                    sink.yield(.result(generation: generation, key: key, tracker: tracker, changed: changed))
+                }
             }
+            timer?.task.cancel()
+            group.cancelAll()
         }
+        wake.finish()
     }
 
     private func handle(_ key: HostKey, _ tracker: HostTracker, changed: Bool, state: inout MirrorState, watch: inout WatchProgress) {

@@ -6,7 +6,7 @@ import Synchronization
 
 /// Probes mirrors with libcurl's multi interface, all transfers driven by one dedicated thread, so a
 /// dead or hanging mirror never holds a thread of Swift's cooperative pool or delays another probe.
-public final class CurlProber: MirrorProber, Sendable {
+public final class CurlProber: SilenceReportingProber, Sendable {
     /// One loop per process is enough: it multiplexes any number of transfers. The only instance:
     /// each would start a thread that runs for the life of the process.
     public static let shared = CurlProber()
@@ -33,6 +33,16 @@ public final class CurlProber: MirrorProber, Sendable {
     private static let globalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
     public func probe(_ host: MirrorHost, settings: ProbeSettings) async -> ProbeResult {
+        await run(host, settings: settings, silence: nil)
+    }
+
+    public func probe(
+        _ host: MirrorHost, settings: ProbeSettings, silentAfter: Duration, silent: @escaping @Sendable () -> Void
+    ) async -> ProbeResult {
+        await run(host, settings: settings, silence: Silence(deadline: .now + silentAfter, call: silent))
+    }
+
+    private func run(_ host: MirrorHost, settings: ProbeSettings, silence: Silence?) async -> ProbeResult {
         // TLS files are read here, never on the loop thread, and without blocking: a CA file that is a
         // FIFO, or unreadable, marks only this host down and delays no other probe.
         let material: TLSMaterial
@@ -43,7 +53,8 @@ public final class CurlProber: MirrorProber, Sendable {
         let id = nextID.add(1, ordering: .relaxed).oldValue
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<ProbeResult, Never>) in
-                let transfer = Transfer(id: id, host: host, settings: settings, tls: material, continuation: continuation)
+                var transfer = Transfer(id: id, host: host, settings: settings, tls: material, continuation: continuation)
+                transfer.silence = silence
                 pending.withLock { $0.adds.append(transfer) }
                 curl_multi_wakeup(multi)
             }
@@ -103,8 +114,20 @@ public final class CurlProber: MirrorProber, Sendable {
             if cancelledEarly.count > 10_000 { cancelledEarly.removeAll() }
             // libcurl shortens the wait to its own timers while transfers run; with none running,
             // only `probe` (curl_multi_wakeup) has anything for this thread, so an idle watcher does
-            // not wake every second for nothing.
-            curl_multi_poll(multi, nil, 0, active.isEmpty ? 60_000 : 1000, nil)
+            // not wake every second for nothing. A transfer's silence deadline shortens it too.
+            var wait: Duration = active.isEmpty ? .seconds(60) : .seconds(1)
+            let now = ContinuousClock.now
+            for (id, transfer) in active {
+                guard let silence = transfer.silence else { continue }
+                if silence.deadline <= now {
+                    silence.call()
+                    active[id]?.silence = nil
+                } else {
+                    wait = min(wait, now.duration(to: silence.deadline))
+                }
+            }
+            let (seconds, attoseconds) = wait.components
+            curl_multi_poll(multi, nil, 0, Int32(seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000), nil)
         }
     }
 
@@ -131,6 +154,12 @@ public final class CurlProber: MirrorProber, Sendable {
     }
 }
 
+/// When to tell the caller that a probe is still unanswered, and how.
+private struct Silence: Sendable {
+    let deadline: ContinuousClock.Instant
+    let call: @Sendable () -> Void
+}
+
 /// One probe in flight: the easy handle, the C memory it points into, and the waiting task.
 /// Unchecked because of the C pointers. Invariant: a Transfer is made by `probe`, handed to the loop
 /// thread through the `pending` mutex, and from then on touched by that thread only, which frees it.
@@ -140,6 +169,7 @@ private struct Transfer: @unchecked Sendable {
     let settings: ProbeSettings
     let tls: TLSMaterial
     let continuation: CheckedContinuation<ProbeResult, Never>
+    var silence: Silence?
     var easy: UnsafeMutableRawPointer?
     var headers: UnsafeMutablePointer<curl_slist>?
     var errorBuffer: UnsafeMutablePointer<CChar>?

@@ -9,10 +9,12 @@ struct Watch: AsyncParsableCommand {
         abstract: "Keep hosts.toml true: take dead mirrors out within seconds, put them back when they recover.",
         discussion: """
             Starts with a pass like apply (every mirror probed once; files written for the ones up), then \
-            probes every mirror every watch_interval (±20% jitter, so a fleet does not probe a cache in \
-            lockstep). A mirror that fails once is suspect and is re-probed on the fast backoff schedule; \
-            after failure_threshold consecutive failures it leaves its hosts.toml, and after \
-            success_threshold consecutive successes it comes back. A registry with no mirror in has its \
+            probes every mirror every watch_interval (2 s ±20% jitter, so a fleet does not probe a cache in \
+            lockstep). A probe unanswered after a quarter of timeout gets another beside it, and a mirror \
+            that fails is probed every initial_interval without waiting for probes still out; after \
+            failure_threshold consecutive failures it leaves its hosts.toml. A mirror that is out is probed \
+            on the backoff (initial_interval to max_interval), and after success_threshold consecutive \
+            successes it comes back. A registry with no mirror in has its \
             file removed (containerd then pulls from the upstream) until one recovers.
 
             Signals: SIGHUP reloads the config (an invalid one is reported and the running one kept); \

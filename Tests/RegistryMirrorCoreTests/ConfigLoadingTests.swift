@@ -99,7 +99,7 @@ struct ConfigLoadingTests {
         #expect(p.initialInterval == GoDuration(nanoseconds: 200_000_000))
         #expect(p.maxInterval == GoDuration(nanoseconds: 1_000_000_000))
         #expect(p.deadline.isZero)
-        #expect(p.watchInterval == GoDuration(nanoseconds: 10_000_000_000))
+        #expect(p.watchInterval == GoDuration(nanoseconds: 2_000_000_000))
         #expect(p.failureThreshold == 3)
         #expect(p.successThreshold == 2)
     }

@@ -5,7 +5,7 @@ import Testing
 @Suite("Watch hysteresis")
 struct HostTrackerTests {
     static let up = ProbeResult(state: .up, reason: "HTTP 200")
-    static let down = ProbeResult(state: .down, reason: "connection refused")
+    static let down = ProbeResult(state: .down, reason: "connection refused", connected: false)
 
     /// Feeds results and returns inFile after each.
     func run(_ results: [ProbeResult], failure: Int = 3, success: Int = 2) -> [Bool?] {
@@ -63,26 +63,41 @@ struct HostTrackerTests {
     /// Equal within a microsecond: the jitter is computed in floating point.
     func close(_ a: Duration, _ b: Duration) -> Bool { a - b < .microseconds(1) && b - a < .microseconds(1) }
 
-    @Test("a suspect host is probed on the fast schedule; a steady one waits for the round")
-    func schedule() {
-        let settings = ProbeSettings()  // 200ms..1s backoff, 10s interval
+    @Test("when the next probe goes out: round, silence, confirmation, backoff, and the in-flight cap")
+    func timing() {
+        let settings = ProbeSettings()  // 200ms..1s backoff, timeout 2s, thresholds 3/2
+        let timing = ProbeTiming(settings)
+        let round = Duration.seconds(50)
+        func next(_ t: HostTracker, _ inFlight: [Duration], last: Duration?, unit: Double = 1) -> Duration? {
+            timing.next(t, inFlight: inFlight, lastLaunch: last, unit: unit, round: { round })
+        }
         var tracker = HostTracker()
+        #expect(next(tracker, [], last: nil) == .zero, "the first probe goes out at once")
         _ = tracker.record(Self.up, settings: settings)
         #expect(!tracker.isSuspect)
-        #expect(tracker.suspectDelay(settings: settings, unit: 0) == nil)
+        #expect(next(tracker, [], last: .seconds(40)) == round, "steady: the next round")
+        #expect(timing.silence == .milliseconds(500))
+        #expect(next(tracker, [.seconds(40)], last: .seconds(40)) == .seconds(40) + .milliseconds(500), "unanswered: company after the silence")
+        #expect(next(tracker, [.seconds(40), .milliseconds(40_500)], last: .milliseconds(40_500)) == .milliseconds(40_700))
+        #expect(next(tracker, [.seconds(40), .milliseconds(40_500), .milliseconds(40_700)], last: .milliseconds(40_700)) == nil, "three in flight: wait")
         _ = tracker.record(Self.down, settings: settings)
         #expect(tracker.isSuspect)
-        #expect(tracker.suspectDelay(settings: settings, unit: 1) == .milliseconds(200))
+        #expect(next(tracker, [.seconds(41)], last: .seconds(41)) == .milliseconds(41_200), "failing: every initial_interval, in flight or not")
         _ = tracker.record(Self.down, settings: settings)
-        #expect(tracker.suspectDelay(settings: settings, unit: 1) == .milliseconds(400))
         _ = tracker.record(Self.down, settings: settings)
-        // Out of the file now: steady again, back to the normal interval.
         #expect(tracker.inFile == false)
-        #expect(!tracker.isSuspect)
-        #expect(tracker.suspectDelay(settings: settings, unit: 0.5) == nil)
+        // Out, nothing connected: the backoff, not waiting for a probe still connecting.
+        #expect(next(tracker, [.seconds(42)], last: .seconds(42)) == .seconds(42) + .milliseconds(800))
+        _ = tracker.record(Self.down, settings: settings)
+        #expect(next(tracker, [.seconds(42)], last: .seconds(42), unit: 0) == .seconds(42) + .milliseconds(500))
+        // Out, but something answered (an HTTP error): one probe at a time.
+        _ = tracker.record(ProbeResult(state: .down, reason: "HTTP 503"), settings: settings)
+        #expect(next(tracker, [.seconds(43)], last: .seconds(43)) == nil)
+        #expect(next(tracker, [], last: .seconds(43)) == .seconds(44))
+        // A success while out: confirm after initial_interval.
         _ = tracker.record(Self.up, settings: settings)
         #expect(tracker.isSuspect)
-        #expect(tracker.suspectDelay(settings: settings, unit: 1) == .milliseconds(200))
+        #expect(next(tracker, [], last: .seconds(45)) == .milliseconds(45_200))
     }
 
     @Test("metrics text has every family with HELP and TYPE, escaped labels, and the tracker's numbers")

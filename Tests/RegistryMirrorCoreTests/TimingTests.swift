@@ -9,7 +9,7 @@ import Testing
 @Suite("Timing on a manual clock")
 struct TimingTests {
     static let up = ProbeResult(state: .up, reason: "HTTP 200")
-    static let refused = ProbeResult(state: .down, reason: "connection refused")
+    static let refused = ProbeResult(state: .down, reason: "connection refused", connected: false)
     static let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
     static let unavailable = ProbeResult(state: .down, reason: "HTTP 503", connected: true)
@@ -103,7 +103,7 @@ struct TimingTests {
         #expect(Applier(config: big, prober: prober, store: MemoryStore(), logger: Self.logger).hedgeInterval == .milliseconds(300))
     }
 
-    @Test("watch: a mirror that dies leaves at its third failed probe, 12.6 s in (round of 12 s, then 200 + 400 ms)")
+    @Test("watch: a mirror that starts refusing is out 400 ms after the round that finds it (2.4 s, then 200 + 200 ms), then on the backoff")
     func watchHysteresis() async throws {
         let registry = Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://m:1")])
         var config = AgentConfig()
@@ -118,25 +118,82 @@ struct TimingTests {
         let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
         let (hangup, _) = AsyncStream.makeStream(of: Void.self)
         let run = Task { await watcher.run(stop: stop, hangup: hangup) }
-        #expect(await clock.waitForSleepers(1))
         #expect(await eventuallyTrue { store.content("quay.io") != nil }, "written after the first probe")
-        var removedAt: Duration?
-        for probe in 2...4 {
-            guard let next = clock.nextDeadline else { break }
-            clock.advance(to: next)
-            #expect(await eventuallyTrue { prober.count("http://m:1") == probe && clock.sleeperCount == 1 })
-            if probe == 4 {
-                #expect(await eventuallyTrue { store.content("quay.io") == nil })
-                removedAt = clock.now.offset
-            } else {
-                #expect(store.content("quay.io") != nil, "out after \(probe - 1) failures")
-            }
+        // Each step: the one timer's instant, the probes made by then, whether the file is still there.
+        // Up at once, the host waits for the round (2 s × 1.2); each failure brings the next probe 200 ms
+        // later; the third takes it out; out, it is probed on the backoff (ceiling 800 ms at the third failure).
+        let steps: [(at: Duration, probes: Int, inFile: Bool)] = [
+            (.milliseconds(2_400), 2, true), (.milliseconds(2_600), 3, true),
+            (.milliseconds(2_800), 4, false), (.milliseconds(3_600), 5, false),
+        ]
+        for step in steps {
+            #expect(await eventuallyTrue { clock.sleeperCount == 1 && clock.nextDeadline.map { close($0, step.at) } == true },
+                    "next timer at \(step.at), found \(String(describing: clock.nextDeadline)) (\(clock.sleeperCount) sleepers)")
+            clock.advance(to: clock.nextDeadline ?? step.at)  // the exact instant: jitter is floating point
+            #expect(await eventuallyTrue { prober.count("http://m:1") == step.probes }, "\(step.probes) probes by \(step.at)")
+            #expect(await eventuallyTrue { (store.content("quay.io") != nil) == step.inFile }, "in the file at \(step.at): \(step.inFile)")
         }
-        #expect(removedAt.map { close($0, .milliseconds(12_600)) } == true, "removed at \(String(describing: removedAt))")
-        // After the third failure it is out and steady: the next probe waits for the next round.
-        #expect(clock.nextDeadline.map { close($0, .seconds(24)) } == true)
         trigger.yield()
         #expect(await run.value == .ok)
+    }
+    @Test("watch: a mirror that stops answering is out 2.7 s after the round that finds it (timeout 2 s; company after 500 ms of silence, then every 200 ms)")
+    func watchSilence() async throws {
+        let registry = Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://m:1")])
+        var config = AgentConfig()
+        config.registries = [registry]
+        let clock = ManualClock()
+        let hung = ProbeResult(state: .down, reason: "timed out after 2s (connected, no answer)")
+        let prober = ClockProber(clock: clock, script: [(.zero, Self.up)] + Array(repeating: (.seconds(2), hung), count: 10))
+        let store = MemoryStore()
+        let watcher = Watcher(
+            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: nil, logger: Self.logger,
+            watchdogInterval: nil, wallClock: { 0 }, reloadConfig: { .failure(.init(lines: [])) }, clock: AgentClock(clock),
+            random: .scripted([1]))
+        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
+        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
+        let run = Task { await watcher.run(stop: stop, hangup: hangup) }
+        #expect(await eventuallyTrue { store.content("quay.io") != nil }, "written after the first probe")
+        // Each step: the next instant, how many sleep until it (probes hanging and the timer), probes so far.
+        // 2.4 round: a probe; 2.9: 500 ms of silence, another; 3.1 a third (three in flight: no timer);
+        // 4.4, 4.9: failures, each replaced by a probe; 5.1: the third failure takes the host out.
+        let steps: [(at: Duration, sleepers: Int, probes: Int)] = [
+            (.milliseconds(2_400), 1, 1), (.milliseconds(2_900), 2, 2), (.milliseconds(3_100), 3, 3),
+            (.milliseconds(4_400), 3, 4), (.milliseconds(4_900), 3, 5), (.milliseconds(5_100), 3, 6),
+        ]
+        for step in steps {
+            #expect(await eventuallyTrue {
+                prober.count == step.probes && clock.sleeperCount == step.sleepers && clock.nextDeadline.map { close($0, step.at) } == true
+            }, "before \(step.at): \(prober.count) probes, \(clock.sleeperCount) sleepers, next \(String(describing: clock.nextDeadline))")
+            #expect(store.content("quay.io") != nil, "still in the file before \(step.at)")
+            clock.advance(to: clock.nextDeadline ?? step.at)
+        }
+        #expect(await eventuallyTrue { store.content("quay.io") == nil }, "out at 5.1 s")
+        trigger.yield()
+        #expect(await run.value == .ok)
+    }
+}
+
+/// Answers each probe after a scripted delay on the manual clock.
+final class ClockProber: MirrorProber, Sendable {
+    let clock: ManualClock
+    let script: [(Duration, ProbeResult)]
+    private let calls = Mutex(0)
+
+    init(clock: ManualClock, script: [(Duration, ProbeResult)]) {
+        self.clock = clock
+        self.script = script
+    }
+
+    var count: Int { calls.withLock { $0 } }
+
+    func probe(_ host: MirrorHost, settings: ProbeSettings) async -> ProbeResult {
+        let n = calls.withLock { calls in
+            defer { calls += 1 }
+            return calls
+        }
+        let (delay, result) = script[min(n, script.count - 1)]
+        if delay > .zero { try? await clock.sleep(until: clock.now.advanced(by: delay), tolerance: nil) }
+        return result
     }
 }
 

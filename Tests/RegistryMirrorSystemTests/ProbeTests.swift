@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import RegistryMirrorCore
 import RegistryMirrorSystem
+import Synchronization
 import Testing
 
 /// Probe settings with short budgets, so failing probes end quickly.
@@ -78,6 +79,33 @@ struct ProbeTests {
         #expect(result.latency < .milliseconds(1500), "curl took \(result.latency) with a 1s timeout")
         // Wall clock, with some slack for a loaded test machine.
         #expect(elapsed < .milliseconds(2500), "took \(elapsed) with a 1s timeout")
+    }
+
+    @Test("silence is reported once, about silentAfter into a probe nobody answers, and never for a quick answer")
+    func silence() async throws {
+        let hanging = try await TestServer(.hang)
+        defer { hanging.stop() }
+        let quick = try await TestServer(.delay(0))
+        defer { quick.stop() }
+        await warmUpProber()
+        let started = ContinuousClock.now
+        let heard = Mutex<[Duration]>([])
+        let result = await prober.probe(MirrorHost(url: hanging.url), settings: probeSettings(timeout: 1500), silentAfter: .milliseconds(300)) {
+            heard.withLock { $0.append(ContinuousClock.now - started) }
+        }
+        let times = heard.withLock { $0 }
+        #expect(result.state == .down, "\(result)")
+        #expect(times.count == 1, "silence reported \(times.count) times")
+        if let at = times.first {
+            #expect(at >= .milliseconds(300) && at < .milliseconds(1000), "silence reported at \(at)")
+        }
+        let quiet = Mutex(0)
+        let up = await prober.probe(MirrorHost(url: quick.url), settings: probeSettings(timeout: 1500), silentAfter: .milliseconds(300)) {
+            quiet.withLock { $0 += 1 }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(up.state == .up, "\(up)")
+        #expect(quiet.withLock { $0 } == 0, "silence reported for an answered probe")
     }
 
     @Test("an answer slower than timeout is down; one faster is up")
