@@ -69,7 +69,8 @@ fi
 started=$(date +%s)
 
 section "prerequisites"
-ensure_packages "${BUILD_PACKAGES[@]}" docker-registry python3 systemd >/dev/null 2>&1 || info "could not install every package"
+ensure_packages "${BUILD_PACKAGES[@]}" docker-registry containerd python3 python3-grpcio systemd >/dev/null 2>&1 \
+    || info "could not install every package"
 agent=${AGENT_BIN:-$ROOT/.build/debug/$NAME}
 if [ ! -x "$agent" ]; then
     (cd "$ROOT" && swift build) >"$work/build.log" 2>&1 || { tail -20 "$work/build.log"; }
@@ -231,6 +232,44 @@ run_container_part() {
     pass "package.sh built $(basename "$deb") ($(du -h "$deb" | cut -f1))"
     mv "$deb" "$stage/ccr.deb"
     cp /usr/bin/docker-registry "$stage/docker-registry"   # links only libc: runs in bookworm as is
+    cp /usr/bin/containerd "$stage/containerd"             # the same: links only libc
+    mkdir -p "$work/cri"
+    # containerd as containerd.service in the container; its CRI socket in a directory shared with
+    # this host, so scripts/e2e/cri.py pulls through it as kubelet would (a unix socket needs no network)
+    cat >"$stage/containerd.toml" <<EOF
+version = 2
+root = "/var/lib/ccr-containerd"
+state = "/run/ccr-containerd"
+disabled_plugins = [
+  "io.containerd.internal.v1.opt",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = "/run/ccr-cri/containerd.sock"
+
+[ttrpc]
+  address = "/run/ccr-cri/containerd.sock.ttrpc"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  disable_apparmor = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "/etc/containerd/certs.d"
+EOF
     cp "$HERE/hardening-probe.sh" "$stage/hardening-probe.sh"
     cat >"$stage/registry.yml" <<EOF
 version: 0.1
@@ -256,12 +295,14 @@ upstream = "docker.io"
   [[registry.host]]
   url = "http://127.0.0.1:5000"
 EOF
+    # check reads the config of the containerd the test starts (containerd_log_part)
+    sed -i '1a containerd_config = "/ccr/containerd.toml"' "$stage/config.toml"
 
     machine=ccr-test-$$
     local t0
     t0=$EPOCHREALTIME
     systemd-nspawn --register=no --keep-unit --volatile=overlay --console=read-only --private-network \
-        -D "$rootfs" -M "$machine" --bind-ro="$stage:/ccr" -b >"$work/console.log" 2>&1 &
+        -D "$rootfs" -M "$machine" --bind-ro="$stage:/ccr" --bind="$work/cri:/run/ccr-cri" -b >"$work/console.log" 2>&1 &
     nspawn_pid=$!
     leader=
     for _ in $(seq 150); do
@@ -458,6 +499,7 @@ EOF
     else
         fail "watch: systemctl reload: $out $(since "$watch_log" "$m" | tail -3 | tr '\n' ' ')"
     fi
+    containerd_log_part "$watch_log"
     cin systemctl stop ccr-cache-2
     local status_text=""
     for _ in $(seq 150); do
@@ -488,6 +530,60 @@ EOF
     else
         fail "dpkg --purge: $out"
     fi
+}
+
+# containerd_log_part WATCH_LOG: a real containerd.service in the container, logging to the real
+# journald there. A CRI pull of an image the cache does not have: containerd goes past the cache
+# ("trying next host - response was http.StatusNotFound") though the cache answers probes. The
+# watch unit reads that from containerd's journal (sd_journal, _SYSTEMD_UNIT=containerd.service),
+# logs it and probes the cache at once; check reports it as a WARNING.
+containerd_log_part() {
+    local watch_log=$1 m t0 out rc=0 seen=""
+    if ! cin systemd-run --quiet --unit=containerd.service --property=Type=exec /ccr/containerd --config /ccr/containerd.toml; then
+        fail "containerd.service did not start"
+        return
+    fi
+    cri_ok() { ctr --address "$work/cri/containerd.sock" plugins ls 2>/dev/null | grep -E '\scri\s' | grep -qw ok; }
+    for _ in $(seq 100); do
+        cri_ok && break
+        sleep 0.1
+    done
+    if cri_ok; then
+        pass "containerd.service (containerd $(/usr/bin/containerd --version | awk '{print $3}')) answers CRI in the container"
+    else
+        fail "containerd's CRI does not answer: $(cin journalctl -u containerd.service -o cat --no-pager | tail -3 | tr '\n' ' ')"
+        return
+    fi
+    unit_log "${UNITS[1]}" "$watch_log"
+    m=$(mark "$watch_log")
+    t0=$EPOCHREALTIME
+    /usr/bin/python3 "$ROOT/scripts/e2e/cri.py" "$work/cri/containerd.sock" pull docker.io/library/ccr-not-cached:1 >"$work/cri-pull.log" 2>&1 || rc=$?
+    info "CRI pull of an image the cache does not have: exit $rc after $(elapsed "$t0") s (the upstream is out of reach: no network): $(tail -1 "$work/cri-pull.log")"
+    if cin journalctl -u containerd.service -o cat --no-pager | grep -F 'trying next host' | grep -qF 'host="127.0.0.1:5000"'; then
+        pass "containerd's journal: $(cin journalctl -u containerd.service -o cat --no-pager | grep -F 'trying next host' | grep -F 'host="127.0.0.1:5000"' | head -1 | sed 's/^time="[^"]*" //')"
+    else
+        fail "containerd logged no 'trying next host' for 127.0.0.1:5000: $(cin journalctl -u containerd.service -o cat --no-pager | grep -iE 'pull|resolv|host' | tail -5 | tr '\n' ' ')"
+    fi
+    went_past() { unit_log "${UNITS[1]}" "$watch_log" && since "$watch_log" "$m" | grep -q "containerd went past this mirror"; }
+    if eventually went_past; then
+        seen=$EPOCHREALTIME
+        pass "watch read it from containerd's journal: $(since "$watch_log" "$m" | grep -m1 "containerd went past this mirror")"
+        info "pull started -> watch's log line: $(elapsed "$t0" "$seen") s"
+    else
+        fail "watch did not log containerd going past the cache: $(since "$watch_log" "$m" | tail -3 | tr '\n' ' ')"
+    fi
+    cin journalctl -u "${UNITS[1]}" -o json --no-pager >"$work/watch-journal.json" 2>/dev/null
+    tally < <(python3 "$HERE/journal_fields.py" REGISTRY_UPSTREAM=docker.io REGISTRY_HOST=http://127.0.0.1:5000 \
+        "PROBE_REASON=response was http.StatusNotFound" <"$work/watch-journal.json" \
+        | sed 's/journal field/watch journal, containerd went past (field)/')
+    rc=0
+    out=$(cin $NAME check 2>&1) || rc=$?
+    if [ "$rc" = 1 ] && printf '%s' "$out" | head -1 | grep -q "WARNING: .*containerd went past http://127.0.0.1:5000 [0-9]* times\? in the last 15 minutes though it answers probes"; then
+        pass "check: exit 1, $(printf '%s' "$out" | head -1)"
+    else
+        fail "check after the bypass: exit $rc: $(printf '%s' "$out" | head -3 | tr '\n' ' ')"
+    fi
+    cin systemctl stop containerd.service >/dev/null 2>&1
 }
 
 run_container_part

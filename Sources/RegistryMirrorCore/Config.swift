@@ -100,9 +100,13 @@ public struct AgentConfig: Sendable, Hashable {
     public static let defaultPath = "/etc/configure-containerd-registries/config.toml"
     public static let defaultHostsDir = "/etc/containerd/certs.d"
     public static let defaultContainerdConfig = "/etc/containerd/config.toml"
+    public static let defaultContainerdUnit = "containerd.service"
 
     public var hostsDir: String = AgentConfig.defaultHostsDir
     public var containerdConfig: String = AgentConfig.defaultContainerdConfig
+    /// The systemd unit whose journal entries are containerd's log (watch and check read it for
+    /// requests that went past a mirror); empty: not read.
+    public var containerdUnit: String = AgentConfig.defaultContainerdUnit
     public var probe = ProbeSettings()
     public var registries: [Registry] = []
 

@@ -215,7 +215,7 @@ private struct Reader {
     }
 
     mutating func readRoot(_ root: TOMLTable, into config: inout AgentConfig) {
-        rejectUnknownKeys(root, at: "", known: ["hosts_dir", "containerd_config", "probe", "registry"])
+        rejectUnknownKeys(root, at: "", known: ["hosts_dir", "containerd_config", "containerd_unit", "probe", "registry"])
         if let dir = string(root, "hosts_dir", at: "hosts_dir", example: "\"/etc/containerd/certs.d\"") {
             if dir.hasPrefix("/") {
                 config.hostsDir = dir
@@ -225,6 +225,17 @@ private struct Reader {
         }
         if let path = string(root, "containerd_config", at: "containerd_config", example: "\"/etc/containerd/config.toml\"") {
             config.containerdConfig = path
+        }
+        if let unit = string(root, "containerd_unit", at: "containerd_unit", example: "\"containerd.service\"") {
+            if unit.isEmpty || (unit.hasSuffix(".service") && unit.count > 8
+                && unit.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ":-_.\\@0123456789".unicodeScalars.contains($0)) }))
+            {
+                config.containerdUnit = unit
+            } else {
+                problem(
+                    "containerd_unit", "\"\(unit)\" is not a systemd service name",
+                    "write e.g. containerd_unit = \"containerd.service\", or \"\" not to read containerd's journal")
+            }
         }
         if let value = root["probe"], let probe = table(value, at: "probe", example: "[probe]") {
             readProbe(probe, into: &config.probe)

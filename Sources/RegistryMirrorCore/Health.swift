@@ -41,6 +41,8 @@ public struct HealthReport: Sendable {
         public var reason: String
         public var latencyMilliseconds: Double?
         public var inFile: Bool
+        /// Requests containerd's log says went past the host in the window `check` read (0 without a log).
+        public var bypassed: Int = 0
     }
 
     public struct RegistryHealth: Sendable {
@@ -64,14 +66,18 @@ public struct HealthReport: Sendable {
             registries: [])
     }
 
-    /// Judges a survey by the rules of docs/design.md §6 and §7.
-    public static func evaluate(_ survey: Survey, containerd: ContainerdConfigCheck, hostsDir: String) -> HealthReport {
+    /// Judges a survey by the rules of docs/design.md §6 and §7. `bypasses`: what containerd's log says
+    /// about each host over the last `bypassWindow` (§6.1).
+    public static func evaluate(
+        _ survey: Survey, containerd: ContainerdConfigCheck, hostsDir: String,
+        bypasses: [HostKey: ContainerdLog.Tally] = [:], bypassWindow: String = "15 minutes"
+    ) -> HealthReport {
         let containerdFinding: Finding =
             switch containerd {
             case .reads(let configPath): Finding(state: .ok, message: "containerd reads \(hostsDir) (config_path = \"\(configPath)\")")
             case .problem(let message): Finding(state: .critical, message: message)
             }
-        let registries = survey.entries.map(judge)
+        let registries = survey.entries.map { judge($0, bypasses: bypasses, window: bypassWindow) }
         var all = registries.flatMap { r in r.findings.map { Finding(state: $0.state, message: "\(r.upstream): \($0.message)") } }
         all.append(containerdFinding)
         let state = all.map(\.state).max() ?? .ok
@@ -88,17 +94,20 @@ public struct HealthReport: Sendable {
         return HealthReport(state: state, summary: summary, containerd: containerdFinding, registries: registries)
     }
 
-    static func judge(_ entry: Survey.Entry) -> RegistryHealth {
+    static func judge(_ entry: Survey.Entry, bypasses: [HostKey: ContainerdLog.Tally] = [:], window: String = "") -> RegistryHealth {
         var findings: [Finding] = []
         func add(_ state: HealthState, _ message: String) { findings.append(Finding(state: state, message: message)) }
         let hosts = entry.hosts.map { status -> HostHealth in
+            let bypassed = bypasses[HostKey(upstream: entry.upstream, url: status.host.url)]?.count ?? 0
             guard let result = status.result else {
-                return HostHealth(url: status.host.url, state: .unprobed, reason: "", latencyMilliseconds: nil, inFile: status.inFile)
+                return HostHealth(
+                    url: status.host.url, state: .unprobed, reason: "", latencyMilliseconds: nil, inFile: status.inFile,
+                    bypassed: bypassed)
             }
             return HostHealth(
                 url: status.host.url, state: result.isUp ? .up : .down, reason: result.reason,
                 latencyMilliseconds: result.latency.fractionalSeconds * 1000,
-                inFile: status.inFile)
+                inFile: status.inFile, bypassed: bypassed)
         }
         let fileState: FileState
         if let conflict = entry.conflict {
@@ -143,6 +152,14 @@ public struct HealthReport: Sendable {
             }
             for status in entry.hosts where !status.inFile && !status.isUp {
                 add(.warning, "\(status.host.url) is down (\(status.result?.reason ?? "?")) and left out of hosts.toml")
+            }
+            // Probes say the cache is fine, yet containerd's pulls go past it: it answers /v2/ but not
+            // the pulls (its upstream unreachable, an image it cannot serve, a proxy in between).
+            for status in entry.hosts where status.isUp {
+                guard let tally = bypasses[HostKey(upstream: entry.upstream, url: status.host.url)] else { continue }
+                add(
+                    .warning,
+                    "containerd went past \(status.host.url) \(tally.count) time\(tally.count == 1 ? "" : "s") in the last \(window) though it answers probes (last: \(tally.last.reason)): pulls are not served by the cache; see its log")
             }
         }
         return RegistryHealth(

@@ -5,11 +5,14 @@ public enum MetricsText {
         public var upstream: String
         public var url: String
         public var tracker: HostTracker
+        /// Requests containerd's log says went past this mirror to the next host.
+        public var bypassed: Int
 
-        public init(upstream: String, url: String, tracker: HostTracker) {
+        public init(upstream: String, url: String, tracker: HostTracker, bypassed: Int = 0) {
             self.upstream = upstream
             self.url = url
             self.tracker = tracker
+            self.bypassed = bypassed
         }
     }
 
@@ -44,6 +47,10 @@ public enum MetricsText {
         family(
             "mirror_probes_total", "counter", "Probes of the mirror since watch started.",
             hosts.map { (labels($0), "\($0.tracker.probes)") })
+        family(
+            "mirror_bypassed_total", "counter",
+            "Requests that containerd's log (\"trying next host\") says went past the mirror since watch started.",
+            hosts.map { (labels($0), "\($0.bypassed)") })
         family(
             "registry_file_in_place", "gauge", "1 when the upstream's hosts.toml is written (a mirror is up).",
             filesInPlace.map { ("upstream=\(quote($0.0))", $0.1 ? "1" : "0") })

@@ -89,6 +89,7 @@ public enum CheckText {
                 var line = "  host \(host.url): \(host.state)"
                 if !host.reason.isEmpty { line += " (\(host.reason)" + (host.latencyMilliseconds.map { ", \(format($0)) ms" } ?? "") + ")" }
                 line += host.inFile ? ", in file" : ", not in file"
+                if host.bypassed > 0 { line += ", containerd went past it \(host.bypassed)x recently" }
                 out += line + "\n"
             }
         }
@@ -103,7 +104,8 @@ public enum CheckText {
         let registries = report.registries.map { r in
             let hosts = r.hosts.map { h in
                 "{\"url\":\(JSON.string(h.url)),\"state\":\(JSON.string(h.state.rawValue)),\"reason\":\(JSON.string(h.reason)),"
-                    + "\"latency_ms\":\(h.latencyMilliseconds.map { format($0) } ?? "null"),\"in_file\":\(h.inFile)}"
+                    + "\"latency_ms\":\(h.latencyMilliseconds.map { format($0) } ?? "null"),\"in_file\":\(h.inFile),"
+                    + "\"bypassed_recently\":\(h.bypassed)}"
             }
             return "{\"upstream\":\(JSON.string(r.upstream)),\"file\":\(JSON.string(r.file)),"
                 + "\"file_state\":\(JSON.string(r.fileState.rawValue)),\"state\":\(JSON.string(r.state.description)),"

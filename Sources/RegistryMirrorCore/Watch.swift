@@ -61,13 +61,18 @@ public struct Watcher: Sendable {
 
     enum Event: Sendable {
         case result(generation: Int, key: HostKey, tracker: HostTracker, changed: Bool)
+        case bypass(ContainerdLog.Bypass)
         case reload
         case stop
         case tick
     }
 
     /// Runs until `stop` yields; returns the exit status (0: stopped by a signal, as services are).
-    public func run(stop: AsyncStream<Void>, hangup: AsyncStream<Void>) async -> ExitStatus {
+    /// `bypasses`: containerd's log entries for requests that went past a host (§6.1); each makes the
+    /// hosts it names suspect at once (probed now) and is counted.
+    public func run(
+        stop: AsyncStream<Void>, hangup: AsyncStream<Void>, bypasses: AsyncStream<ContainerdLog.Bypass>? = nil
+    ) async -> ExitStatus {
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
         var state = MirrorState(config: initialConfig)
         var watch = WatchProgress()
@@ -81,6 +86,11 @@ public struct Watcher: Sendable {
             }
             group.addTask {
                 for await _ in hangup { sink.yield(.reload) }
+            }
+            if let bypasses {
+                group.addTask {
+                    for await bypass in bypasses { sink.yield(.bypass(bypass)) }
+                }
             }
             if let watchdogInterval {
                 group.addTask {
@@ -96,13 +106,19 @@ public struct Watcher: Sendable {
             // Nothing to probe (every registry has readiness_probe = false): the first pass is already over.
             checkFirstPass(state, &watch)
             // One task group per config generation: a reload cancels it and waits for its probes to end.
-            var probes = startProbes(state, generation: watch.generation, sink: sink)
+            var probes = startProbes(state, generation: watch.generation, pokes: bypasses != nil, sink: sink)
 
             loop: for await event in events {
                 switch event {
                 case .result(let generation, let key, let tracker, let changed):
                     guard generation == watch.generation else { continue }
                     handle(key, tracker, changed: changed, state: &state, watch: &watch)
+                case .bypass(let bypass):
+                    for key in ContainerdLog.hosts(named: bypass, in: state.config) {
+                        noteBypass(key, bypass, watch: &watch)
+                        probes.poke(key)
+                    }
+                    writeMetrics(state, &watch, force: false)
                 case .tick:
                     notifier.watchdog()
                 case .reload:
@@ -114,7 +130,7 @@ public struct Watcher: Sendable {
                     for registry in config.registries { files.carryOut(registry.upstream, in: &state) }
                     logger.notice("config reloaded: \(config.registries.count) registries, \(state.probedHosts) mirrors")
                     watch.generation += 1
-                    probes = startProbes(state, generation: watch.generation, sink: sink)
+                    probes = startProbes(state, generation: watch.generation, pokes: bypasses != nil, sink: sink)
                 case .stop:
                     logger.notice("watch: stopping on signal; files are left as they are")
                     notifier.stopping()
@@ -129,31 +145,69 @@ public struct Watcher: Sendable {
         }
     }
 
-    /// One task holding a task group of every probed host's loop: cancelled and awaited as a whole.
-    private func startProbes(_ state: MirrorState, generation: Int, sink: AsyncStream<Event>.Continuation) -> Task<Void, Never> {
+    /// The probe loops of one config generation: one task holding a task group of every probed host's
+    /// loop, cancelled and awaited as a whole, and a way to wake each loop.
+    struct ProbeTasks {
+        let task: Task<Void, Never>
+        fileprivate let wakes: [HostKey: AsyncStream<HostEvent>.Continuation]
+
+        func cancel() { task.cancel() }
+        var value: Void { get async { await task.value } }
+        /// The host is suspect: probe it now (unless as many probes as may be are out already).
+        func poke(_ key: HostKey) { wakes[key]?.yield(.poke) }
+    }
+
+    private func startProbes(
+        _ state: MirrorState, generation: Int, pokes: Bool, sink: AsyncStream<Event>.Continuation
+    ) -> ProbeTasks {
         let settings = state.config.probe
         let rounds = RoundSchedule(interval: settings.watchInterval.duration, random: random)
         let hosts = state.config.registries.filter(\.readinessProbe).flatMap { registry in
             registry.hosts.map { (host: $0, key: HostKey(upstream: registry.upstream, url: $0.url)) }
         }
         let seeds = state.trackers
-        return Task {
+        var streams: [(host: MirrorHost, key: HostKey, events: AsyncStream<HostEvent>, wake: AsyncStream<HostEvent>.Continuation)] = []
+        for (host, key) in hosts {
+            let (events, wake) = AsyncStream.makeStream(of: HostEvent.self)
+            streams.append((host, key, events, wake))
+        }
+        let loops = streams
+        let task = Task {
             await withTaskGroup(of: Void.self) { group in
-                for (host, key) in hosts {
+                for (host, key, events, wake) in loops {
                     let seed = seeds[key] ?? HostTracker()
                     group.addTask {
-                        await probeLoop(host, key: key, tracker: seed, settings: settings, rounds: rounds, generation: generation, sink: sink)
+                        await probeLoop(
+                            host, key: key, tracker: seed, settings: settings, rounds: rounds, generation: generation,
+                            events: events, wake: wake, pokes: pokes, sink: sink)
                     }
                 }
             }
         }
+        return ProbeTasks(task: task, wakes: Dictionary(loops.map { ($0.key, $0.wake) }, uniquingKeysWith: { a, _ in a }))
     }
 
-    /// What wakes a host's loop: a probe's result, its silence, or the timer.
-    private enum HostEvent: Sendable {
+    /// Counts a bypass of `key`; logs the first of a burst (containerd logs one line per request, and
+    /// a pull makes many), then at most one line per host every 10 s with the count so far.
+    private func noteBypass(_ key: HostKey, _ bypass: ContainerdLog.Bypass, watch: inout WatchProgress) {
+        watch.bypassed[key, default: 0] += 1
+        let now = clock.now
+        if let last = watch.lastBypassLog[key], now - last < .seconds(10) { return }
+        watch.lastBypassLog[key] = now
+        var log = logger
+        log[metadataKey: LogKey.upstream] = "\(key.upstream)"
+        log[metadataKey: LogKey.host] = "\(key.url)"
+        log[metadataKey: LogKey.reason] = "\(bypass.reason)"
+        log.warning(
+            "containerd went past this mirror (\(watch.bypassed[key] ?? 0) request\(watch.bypassed[key] == 1 ? "" : "s") since watch started; last: \(bypass.reason)): probing it now")
+    }
+
+    /// What wakes a host's loop: a probe's result, its silence, the timer, or containerd's log.
+    fileprivate enum HostEvent: Sendable {
         case result(ProbeResult, launched: Duration)
         case silent(launched: Duration)
         case timer(Int)
+        case poke
     }
 
     /// One host: probes go out when `ProbeTiming` says, each in a child task, and results are recorded
@@ -163,7 +217,8 @@ public struct Watcher: Sendable {
     /// costs one sleep and one probe.
     private func probeLoop(
         _ host: MirrorHost, key: HostKey, tracker: HostTracker, settings: ProbeSettings, rounds: RoundSchedule,
-        generation: Int, sink: AsyncStream<Event>.Continuation
+        generation: Int, events: AsyncStream<HostEvent>, wake: AsyncStream<HostEvent>.Continuation, pokes: Bool,
+        sink: AsyncStream<Event>.Continuation
     ) async {
         let timing = ProbeTiming(settings)
         let reporter = prober as? any SilenceReportingProber
@@ -173,8 +228,8 @@ public struct Watcher: Sendable {
         var lastLaunch: Duration?
         // A host carried over a reload is not probed again at once: it goes on as if just probed.
         if tracker.inFile != nil { lastLaunch = clock.now }
-        let (events, wake) = AsyncStream.makeStream(of: HostEvent.self)
         var iterator = events.makeAsyncIterator()
+        var poked = false
         await withDiscardingTaskGroup { group in
             var timer: (id: Int, at: Duration, task: Task<Void, Never>)?
             var timers = 0
@@ -190,7 +245,13 @@ public struct Watcher: Sendable {
                     if round == nil { round = rounds.next(after: now) }
                     return round!
                 }
-                if let at = plan, at <= now {
+                // containerd went past this host: probe it now, whatever the plan, unless a probe went
+                // out less than initial_interval ago (a pull's burst of log lines is one piece of news).
+                let pokeNow =
+                    poked && inFlight.count < timing.maxInFlight
+                    && lastLaunch.map { now - $0 >= settings.initialInterval.duration } != false
+                poked = false
+                if pokeNow || plan.map({ $0 <= now }) == true {
                     let silentAfter = timing.awaitsSilence(tracker, inFlight: inFlight.count + 1) ? timing.silence : nil
                     inFlight.append(now)
                     lastLaunch = now
@@ -208,7 +269,7 @@ public struct Watcher: Sendable {
                     }
                     continue
                 }
-                if let at = plan, inFlight.isEmpty {
+                if let at = plan, inFlight.isEmpty, !pokes {
                     timer?.task.cancel()
                     timer = nil
                     await clock.sleep(until: at)
@@ -231,6 +292,8 @@ public struct Watcher: Sendable {
                     if timer?.id == id { timer = nil }
                 case .silent(let launched):
                     silenced = launched
+                case .poke:
+                    poked = true
                 case .result(let result, let launched):
                     if let i = inFlight.firstIndex(of: launched) { inFlight.remove(at: i) }
                     if silenced == launched { silenced = nil }
@@ -314,7 +377,8 @@ public struct Watcher: Sendable {
         guard force || now - watch.lastMetricsWrite >= 1 else { return }
         watch.lastMetricsWrite = now
         let hosts = state.probedKeys.map { key in
-            MetricsText.HostSample(upstream: key.upstream, url: key.url, tracker: state.trackers[key] ?? HostTracker())
+            MetricsText.HostSample(
+                upstream: key.upstream, url: key.url, tracker: state.trackers[key] ?? HostTracker(), bypassed: watch.bypassed[key] ?? 0)
         }
         let files = state.config.registries.map { ($0.upstream, state.fileInPlace($0.upstream)) }
         metrics.write(MetricsText.render(hosts: hosts, filesInPlace: files, timestamp: watch.lastResultTime))
@@ -337,6 +401,9 @@ public struct Watcher: Sendable {
 /// What only watch keeps beside the shared model.
 struct WatchProgress {
     var generation = 0
+    /// Requests containerd's log says went past each host, and when the last log line about it was.
+    var bypassed: [HostKey: Int] = [:]
+    var lastBypassLog: [HostKey: Duration] = [:]
     var firstPassDone = false
     var lastMetricsWrite = 0.0
     var lastResultTime = 0.0

@@ -98,11 +98,12 @@ struct Check: AsyncParsableCommand {
             } catch .missing(_) {
                 containerdText = nil
             }
+            let bypasses = Self.recentBypasses(config)
             report = HealthReport.evaluate(
                 survey,
                 containerd: ContainerdConfigCheck.evaluate(
                     toml: containerdText, path: config.containerdConfig, hostsDir: config.hostsDir),
-                hostsDir: config.hostsDir)
+                hostsDir: config.hostsDir, bypasses: bypasses, bypassWindow: "15 minutes")
         } catch let failure as ConfigResolution.Failure {
             report = .unknown(failure.lines.joined(separator: "; "))
         } catch {
@@ -113,5 +114,15 @@ struct Check: AsyncParsableCommand {
         case .json: print(CheckText.json(report), terminator: "")
         }
         try Exit.with(report.state)
+    }
+
+    /// containerd's own log over the last 15 minutes, when there is a journal to read: the requests
+    /// that went past each mirror. Empty without one (the check does not depend on journald).
+    static func recentBypasses(_ config: AgentConfig) -> [HostKey: ContainerdLog.Tally] {
+        guard !config.containerdUnit.isEmpty else { return [:] }
+        switch ContainerdJournal.recent(unit: config.containerdUnit, window: 15 * 60) {
+        case .success(let entries): return ContainerdLog.tally(entries.map(\.bypass), in: config)
+        case .failure: return [:]
+        }
     }
 }

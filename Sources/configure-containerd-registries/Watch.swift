@@ -60,7 +60,27 @@ struct Watch: AsyncParsableCommand {
                     return .failure(Watcher.ReloadError(lines: error.lines))
                 }
             })
-        let status = await watcher.run(stop: Signals.stream(), hangup: Signals.stream([SIGHUP]))
+        let status = await watcher.run(
+            stop: Signals.stream(), hangup: Signals.stream([SIGHUP]), bypasses: containerdBypasses(config, logger: logger))
         try Exit.with(status)
+    }
+
+    /// containerd's journal entries for requests that went past a mirror (containerd_unit, read from
+    /// the start only: a reload does not change it); nil without a journal to read.
+    func containerdBypasses(_ config: AgentConfig, logger: Logger) -> AsyncStream<ContainerdLog.Bypass>? {
+        guard !config.containerdUnit.isEmpty else { return nil }
+        switch ContainerdJournal.follow(unit: config.containerdUnit) {
+        case .failure(let error):
+            logger.notice("not reading containerd's log (\(config.containerdUnit)): \(error.reason)")
+            return nil
+        case .success(let entries):
+            logger.info("reading containerd's log: journal entries of \(config.containerdUnit)")
+            let (bypasses, sink) = AsyncStream.makeStream(of: ContainerdLog.Bypass.self, bufferingPolicy: .bufferingNewest(1024))
+            Task {
+                for await entry in entries { sink.yield(entry.bypass) }
+                sink.finish()
+            }
+            return bypasses
+        }
     }
 }

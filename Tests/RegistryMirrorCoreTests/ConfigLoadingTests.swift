@@ -92,6 +92,14 @@ struct ConfigLoadingTests {
         #expect(quay.hosts[1].ca.isEmpty && quay.hosts[1].client.isEmpty && quay.hosts[1].headers.isEmpty)
     }
 
+    @Test("containerd_unit: containerd.service by default; another service, or \"\" not to read the journal")
+    func containerdUnit() throws {
+        #expect(try ConfigLoader.load(toml: Snippet.registry(), path: "/c.toml").containerdUnit == "containerd.service")
+        for unit in ["", "k3s.service", "containerd@node-1.service"] {
+            #expect(try ConfigLoader.load(toml: "containerd_unit = \"\(unit)\"\n" + Snippet.registry(), path: "/c.toml").containerdUnit == unit)
+        }
+    }
+
     @Test("defaults of the probe settings") func probeDefaults() {
         let p = ProbeSettings()
         #expect(p.connectTimeout == GoDuration(nanoseconds: 1_000_000_000))

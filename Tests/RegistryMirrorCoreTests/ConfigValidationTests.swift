@@ -27,6 +27,9 @@ let badInputs: [BadInput] = [
     // Wrong types.
     BadInput(name: "hosts_dir is an int", toml: "hosts_dir = 5\n" + Snippet.registry(), field: "hosts_dir", words: ["string"]),
     BadInput(name: "hosts_dir is relative", toml: "hosts_dir = \"certs.d\"\n" + Snippet.registry(), field: "hosts_dir", words: ["absolute"]),
+    BadInput(name: "containerd_unit is no service", toml: "containerd_unit = \"containerd\"\n" + Snippet.registry(), field: "containerd_unit", words: ["containerd.service"]),
+    BadInput(name: "containerd_unit with a space", toml: "containerd_unit = \"my containerd.service\"\n" + Snippet.registry(), field: "containerd_unit", words: ["service name"]),
+    BadInput(name: "containerd_unit is a bool", toml: "containerd_unit = false\n" + Snippet.registry(), field: "containerd_unit", words: ["string"]),
     BadInput(name: "probe is an int", toml: "probe = 5\n" + Snippet.registry(), field: "probe", words: ["table"]),
     BadInput(name: "registry is a string", toml: "registry = \"docker.io\"\n", field: "registry", words: ["array"]),
     BadInput(name: "registry element is not a table", toml: "registry = [1]\n", field: "registry[0]", words: ["table"]),

@@ -171,6 +171,53 @@ struct TimingTests {
         trigger.yield()
         #expect(await run.value == .ok)
     }
+
+    @Test("watch: containerd's log going past a steady host gets it probed at once, counted in the metrics and logged")
+    func bypassPokes() async throws {
+        let registry = Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://10.0.0.7:5000")])
+        var config = AgentConfig()
+        config.registries = [registry]
+        let clock = ManualClock()
+        let prober = ScriptedProber(["http://10.0.0.7:5000": [(.zero, Self.up)]])
+        let store = MemoryStore()
+        let metrics = CapturedMetrics()
+        // Metrics are written at most once a (wall-clock) second: each reading of this one is 2 s later.
+        let wall = Mutex(0.0)
+        let watcher = Watcher(
+            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: metrics, logger: Self.logger,
+            watchdogInterval: nil, wallClock: { wall.withLock { $0 += 2; return $0 } }, reloadConfig: { .failure(.init(lines: [])) },
+            clock: AgentClock(clock),
+            random: .scripted([1]))
+        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
+        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
+        let (bypasses, containerd) = AsyncStream.makeStream(of: ContainerdLog.Bypass.self)
+        let run = Task { await watcher.run(stop: stop, hangup: hangup, bypasses: bypasses) }
+        #expect(await eventuallyTrue { store.content("quay.io") != nil && clock.sleeperCount == 1 }, "steady, one timer")
+        // The first backoff timer (200 ms) finds the host steady: it waits for the round at 2.4 s.
+        clock.advance(to: clock.nextDeadline ?? .zero)
+        #expect(await eventuallyTrue { clock.sleeperCount == 1 && clock.nextDeadline.map { close($0, .milliseconds(2_400)) } == true })
+        // Another host's line changes nothing; this host's line brings a probe with the clock standing
+        // still, and the rest of its burst none (a probe went out less than initial_interval ago).
+        containerd.yield(.init(authority: "10.0.0.8:5000", reason: "not ours"))
+        containerd.yield(.init(authority: "10.0.0.7:5000", reason: "response was http.StatusNotFound"))
+        #expect(await eventuallyTrue { prober.count("http://10.0.0.7:5000") == 2 }, "probed at once")
+        for _ in 0..<5 { containerd.yield(.init(authority: "10.0.0.7:5000", reason: "response was http.StatusNotFound")) }
+        #expect(await eventuallyTrue { metrics.last.contains("mirror_bypassed_total{upstream=\"quay.io\",host=\"http://10.0.0.7:5000\"} 6") })
+        #expect(close(clock.now.offset, .milliseconds(200)))
+        // The round's probe comes after the burst in the host's queue: once it is counted, the burst
+        // has been handled, and it added no probe.
+        // (The timer armed for the poke's probe, 500 ms of silence, fires first and finds nothing to do.)
+        while prober.count("http://10.0.0.7:5000") < 3, clock.now.offset < .milliseconds(2_400) {
+            guard await eventuallyTrue({ clock.sleeperCount == 1 }), let next = clock.nextDeadline else { break }
+            clock.advance(to: next)
+            _ = await eventuallyTrue { clock.sleeperCount == 1 || prober.count("http://10.0.0.7:5000") >= 3 }
+        }
+        #expect(await eventuallyTrue { prober.count("http://10.0.0.7:5000") >= 3 })
+        #expect(close(clock.now.offset, .milliseconds(2_400)), "the round")
+        #expect(prober.count("http://10.0.0.7:5000") == 3, "a burst is one piece of news")
+        trigger.yield()
+        #expect(await run.value == .ok)
+    }
 }
 
 /// Answers each probe after a scripted delay on the manual clock.
@@ -307,4 +354,11 @@ struct WatchNothingToProbeTests {
         trigger.yield()
         #expect(await watch.value == .ok)
     }
+}
+
+/// Keeps the last metrics text written.
+final class CapturedMetrics: MetricsSink, Sendable {
+    private let text = Mutex("")
+    func write(_ text: String) { self.text.withLock { $0 = text } }
+    var last: String { text.withLock { $0 } }
 }
