@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Benchmarks of watch: time to take a dead cache out of hosts.toml (dropped packets, in a network
-# namespace of its own, and a hanging cache), idle CPU and memory with 10 registries, a soak of 10,000
-# rounds, and the probe load 100 watchers put on one cache. Prints figures; loopback only; run as root.
-#   scripts/bench-watch.sh                    everything (about 15 minutes)
+# Benchmarks of watch, from the event itself: a cache that fails (refused, packets dropped in a
+# network namespace of its own, hanging) until hosts.toml no longer names it, and each heal until it
+# does again, 20 trials each with p50/p95/max; idle CPU and RSS every minute over 10 minutes with 10
+# registries; a soak of 10,000 rounds; the probe load 100 watchers put on one cache (per-second
+# histogram). Prints figures; loopback only; run as root.
+#   scripts/bench-watch.sh                    everything (about 20 minutes)
 #   scripts/bench-watch.sh --quick            shorter runs
 #   scripts/bench-watch.sh --only idle,fleet  some parts (removal, idle, soak, fleet)
 set -euo pipefail

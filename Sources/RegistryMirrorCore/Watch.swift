@@ -106,7 +106,7 @@ public struct Watcher: Sendable {
             // Nothing to probe (every registry has readiness_probe = false): the first pass is already over.
             checkFirstPass(state, &watch)
             // One task group per config generation: a reload cancels it and waits for its probes to end.
-            var probes = startProbes(state, generation: watch.generation, pokes: bypasses != nil, sink: sink)
+            var probes = startProbes(state, generation: watch.generation, sink: sink)
 
             loop: for await event in events {
                 switch event {
@@ -130,7 +130,7 @@ public struct Watcher: Sendable {
                     for registry in config.registries { files.carryOut(registry.upstream, in: &state) }
                     logger.notice("config reloaded: \(config.registries.count) registries, \(state.probedHosts) mirrors")
                     watch.generation += 1
-                    probes = startProbes(state, generation: watch.generation, pokes: bypasses != nil, sink: sink)
+                    probes = startProbes(state, generation: watch.generation, sink: sink)
                 case .stop:
                     logger.notice("watch: stopping on signal; files are left as they are")
                     notifier.stopping()
@@ -157,15 +157,14 @@ public struct Watcher: Sendable {
         func poke(_ key: HostKey) { wakes[key]?.yield(.poke) }
     }
 
-    private func startProbes(
-        _ state: MirrorState, generation: Int, pokes: Bool, sink: AsyncStream<Event>.Continuation
-    ) -> ProbeTasks {
+    private func startProbes(_ state: MirrorState, generation: Int, sink: AsyncStream<Event>.Continuation) -> ProbeTasks {
         let settings = state.config.probe
         let rounds = RoundSchedule(interval: settings.watchInterval.duration, random: random)
         let hosts = state.config.registries.filter(\.readinessProbe).flatMap { registry in
             registry.hosts.map { (host: $0, key: HostKey(upstream: registry.upstream, url: $0.url)) }
         }
         let seeds = state.trackers
+        let ticker = RoundTicker(clock: clock)
         var streams: [(host: MirrorHost, key: HostKey, events: AsyncStream<HostEvent>, wake: AsyncStream<HostEvent>.Continuation)] = []
         for (host, key) in hosts {
             let (events, wake) = AsyncStream.makeStream(of: HostEvent.self)
@@ -174,12 +173,13 @@ public struct Watcher: Sendable {
         let loops = streams
         let task = Task {
             await withTaskGroup(of: Void.self) { group in
+                group.addTask { await ticker.run() }
                 for (host, key, events, wake) in loops {
                     let seed = seeds[key] ?? HostTracker()
                     group.addTask {
                         await probeLoop(
-                            host, key: key, tracker: seed, settings: settings, rounds: rounds, generation: generation,
-                            events: events, wake: wake, pokes: pokes, sink: sink)
+                            host, key: key, tracker: seed, settings: settings, rounds: rounds, ticker: ticker,
+                            generation: generation, events: events, wake: wake, sink: sink)
                     }
                 }
             }
@@ -202,22 +202,24 @@ public struct Watcher: Sendable {
             "containerd went past this mirror (\(watch.bypassed[key] ?? 0) request\(watch.bypassed[key] == 1 ? "" : "s") since watch started; last: \(bypass.reason)): probing it now")
     }
 
-    /// What wakes a host's loop: a probe's result, its silence, the timer, or containerd's log.
+    /// What wakes a host's loop: a probe's result, its silence, its timer, the round, or containerd's log.
     fileprivate enum HostEvent: Sendable {
         case result(ProbeResult, launched: Duration)
         case silent(launched: Duration)
         case timer(Int)
+        case round(Duration)
         case poke
     }
 
     /// One host: probes go out when `ProbeTiming` says, each in a child task, and results are recorded
-    /// in the order they arrive. While nothing is in flight the loop just sleeps; otherwise one timer
-    /// task at a time races the results (a plan for an earlier instant replaces it), except for a
-    /// steady host's silence, which a `SilenceReportingProber` reports without a timer: a steady round
-    /// costs one sleep and one probe.
+    /// in the order they arrive; the loop waits on its own queue of events, so containerd's log can
+    /// wake it whenever. A steady host waits for the round from the generation's `RoundTicker` (one
+    /// timer for all of them); other plans get one timer task at a time (a plan for an earlier instant
+    /// replaces it), except a steady host's silence, which a `SilenceReportingProber` reports without
+    /// a timer. A steady round thus costs a host one wake-up and one probe.
     private func probeLoop(
         _ host: MirrorHost, key: HostKey, tracker: HostTracker, settings: ProbeSettings, rounds: RoundSchedule,
-        generation: Int, events: AsyncStream<HostEvent>, wake: AsyncStream<HostEvent>.Continuation, pokes: Bool,
+        ticker: RoundTicker, generation: Int, events: AsyncStream<HostEvent>, wake: AsyncStream<HostEvent>.Continuation,
         sink: AsyncStream<Event>.Continuation
     ) async {
         let timing = ProbeTiming(settings)
@@ -233,8 +235,10 @@ public struct Watcher: Sendable {
         await withDiscardingTaskGroup { group in
             var timer: (id: Int, at: Duration, task: Task<Void, Never>)?
             var timers = 0
-            // The round this host waits for, kept until it goes: it has begun by the time the sleep ends.
+            // The round this host waits for, kept until it goes: it has begun by the time the ticker
+            // wakes the host; and the round it asked the ticker for.
             var round: Duration?
+            var registered: Duration?
             while !Task.isCancelled {
                 let now = clock.now
                 let plan = timing.next(
@@ -269,27 +273,35 @@ public struct Watcher: Sendable {
                     }
                     continue
                 }
-                if let at = plan, inFlight.isEmpty, !pokes {
+                if let at = plan, inFlight.isEmpty, at == round {
                     timer?.task.cancel()
                     timer = nil
-                    await clock.sleep(until: at)
-                    continue
-                }
-                if let at = plan, reporter == nil || !timing.awaitsSilence(tracker, inFlight: inFlight.count),
-                    timer.map({ at < $0.at }) ?? true
-                {
+                    if registered != at {
+                        ticker.wake(wake, at: at)
+                        registered = at
+                    }
+                } else if let at = plan, reporter == nil || !timing.awaitsSilence(tracker, inFlight: inFlight.count) {
+                    // The timer always stands for the current plan.
+                    if timer?.at != at {
+                        timer?.task.cancel()
+                        timers += 1
+                        let id = timers
+                        timer = (id, at, Task {
+                            await clock.sleep(until: at)
+                            if !Task.isCancelled { wake.yield(.timer(id)) }
+                        })
+                    }
+                } else {
+                    // Nothing to time: as many probes out as may be, or the prober tells of silence.
                     timer?.task.cancel()
-                    timers += 1
-                    let id = timers
-                    timer = (id, at, Task {
-                        await clock.sleep(until: at)
-                        if !Task.isCancelled { wake.yield(.timer(id)) }
-                    })
+                    timer = nil
                 }
                 guard let event = await iterator.next(), !Task.isCancelled else { break }
                 switch event {
                 case .timer(let id):
                     if timer?.id == id { timer = nil }
+                case .round(let at):
+                    if registered == at { registered = nil }
                 case .silent(let launched):
                     silenced = launched
                 case .poke:
@@ -432,4 +444,48 @@ final class RoundSchedule: Sendable {
     }
 
     private func jittered() -> Duration { interval * (0.8 + 0.4 * min(max(random.unit(), 0), 1)) }
+}
+
+/// Wakes the steady hosts of one generation at each round start with a single timer: hosts ask for a
+/// round (`wake(_:at:)`), and when it comes every host that asked for it gets `.round` in its queue.
+/// A host that has moved on meanwhile ignores it. Round starts only grow (`RoundSchedule`), so the
+/// ticker never has to wake earlier than it planned.
+final class RoundTicker: Sendable {
+    private struct Waiting {
+        var hosts: [(round: Duration, wake: AsyncStream<Watcher.HostEvent>.Continuation)] = []
+    }
+    private let clock: AgentClock
+    private let waiting = Mutex(Waiting())
+    private let asked: AsyncStream<Void>
+    private let ask: AsyncStream<Void>.Continuation
+
+    init(clock: AgentClock) {
+        self.clock = clock
+        (asked, ask) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    fileprivate func wake(_ host: AsyncStream<Watcher.HostEvent>.Continuation, at round: Duration) {
+        waiting.withLock { $0.hosts.append((round, host)) }
+        ask.yield()
+    }
+
+    /// Runs until cancelled (with the generation's probes).
+    func run() async {
+        var requests = asked.makeAsyncIterator()
+        while !Task.isCancelled {
+            guard let round = waiting.withLock({ $0.hosts.map(\.round).min() }) else {
+                guard await requests.next() != nil else { return }
+                continue
+            }
+            await clock.sleep(until: round)
+            if Task.isCancelled { return }
+            let now = clock.now
+            let due = waiting.withLock { waiting in
+                let due = waiting.hosts.filter { $0.round <= now }
+                waiting.hosts.removeAll { $0.round <= now }
+                return due
+            }
+            for host in due { host.wake.yield(.round(host.round)) }
+        }
+    }
 }

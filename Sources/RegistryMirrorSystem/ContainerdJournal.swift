@@ -158,9 +158,10 @@ public enum ContainerdJournal {
                 while sd_journal_next(journal.handle) > 0 {
                     if let entry = journal.currentBypass() { sink.yield(entry) }
                 }
-                // Wakes on new entries, rotation or a change of files; a second at most, so a stream
-                // nobody reads any more is noticed.
-                let rc = sd_journal_wait(journal.handle, 1_000_000)
+                // Wakes on new entries of any unit (journald tells of changes at most 4 times a
+                // second), rotation or a change of files; after a minute at most, so a stream nobody
+                // reads any more is noticed without waking an idle node every second.
+                let rc = sd_journal_wait(journal.handle, 60_000_000)
                 if rc < 0 {
                     failures += 1
                     if failures > 10 { break }

@@ -133,7 +133,7 @@ def proc_stats(pid):
 
 
 def idle(seconds):
-    """10 registries at the default interval: CPU per hour and RSS."""
+    """10 registries at the default interval: CPU per hour, and RSS sampled every minute (flat?)."""
     work = tempfile.mkdtemp(prefix="ccr-wbench-")
     server, ports = ok_servers(10, work)
     mirrors = [f"registry{i}.example,http://127.0.0.1:{p}" for i, p in enumerate(ports)]
@@ -141,7 +141,11 @@ def idle(seconds):
                              stderr=subprocess.DEVNULL)
     time.sleep(2)
     rss0, fds0, cpu0 = proc_stats(watch.pid)
-    time.sleep(seconds)
+    samples = [rss0]
+    end = time.time() + seconds
+    while time.time() < end:
+        time.sleep(min(60, max(0, end - time.time())))
+        samples.append(proc_stats(watch.pid)[0])
     rss1, fds1, cpu1 = proc_stats(watch.pid)
     watch.send_signal(signal.SIGTERM)
     _, status, usage = os.wait4(watch.pid, 0)
@@ -153,6 +157,7 @@ def idle(seconds):
           f"= {(cpu1 - cpu0) * 3600 / seconds:.2f} s per hour (whole run incl. start-up: {cpu * 1000:.0f} ms); "
           f"RSS {rss0 / 1024:.1f} MB after start, {rss1 / 1024:.1f} MB at end; fds {fds0} -> {fds1}; "
           f"peak RSS {usage.ru_maxrss / 1024:.1f} MB", flush=True)
+    print("  RSS every minute (MB): " + " ".join(f"{r / 1024:.1f}" for r in samples), flush=True)
 
 
 def soak(rounds):
@@ -237,7 +242,7 @@ def main():
     if "removal" in ONLY:
         removal(5 if QUICK else 20)
     if "idle" in ONLY:
-        idle(60 if QUICK else 300)
+        idle(60 if QUICK else 600)
     if "soak" in ONLY:
         soak(2000 if QUICK else 10000)
     if "fleet" in ONLY:
