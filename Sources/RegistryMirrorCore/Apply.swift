@@ -349,7 +349,7 @@ public struct RegistryFiles: Sendable {
         let registry = state.config.registries[ri]
         let desired: String?
         switch decision {
-        case .write(let hosts): desired = HostsFile.render(registry, hosts: hosts)
+        case .write(let hosts): desired = HostsFile.render(registry, hosts: hosts, for: state.config.target)
         case .remove, .wait: desired = nil
         }
         do {

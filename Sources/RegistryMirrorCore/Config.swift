@@ -101,12 +101,19 @@ public struct AgentConfig: Sendable, Hashable {
     public static let defaultHostsDir = "/etc/containerd/certs.d"
     public static let defaultContainerdConfig = "/etc/containerd/config.toml"
     public static let defaultContainerdUnit = "containerd.service"
+    public static let defaultContainerdAddress = "/run/containerd/containerd.sock"
 
     public var hostsDir: String = AgentConfig.defaultHostsDir
     public var containerdConfig: String = AgentConfig.defaultContainerdConfig
     /// The systemd unit whose journal entries are containerd's log (watch and check read it for
     /// requests that went past a mirror); empty: not read.
     public var containerdUnit: String = AgentConfig.defaultContainerdUnit
+    /// containerd's socket, asked for its version when `containerdVersion` is nil ("auto").
+    public var containerdAddress: String = AgentConfig.defaultContainerdAddress
+    /// `containerd_version`: nil for "auto", else the version whose rules files follow.
+    public var containerdVersion: ContainerdVersion?
+    /// The containerd the files are written for, resolved by the run (not read from the file).
+    public var target: ContainerdTarget = .newest
     public var probe = ProbeSettings()
     public var registries: [Registry] = []
 

@@ -215,7 +215,10 @@ private struct Reader {
     }
 
     mutating func readRoot(_ root: TOMLTable, into config: inout AgentConfig) {
-        rejectUnknownKeys(root, at: "", known: ["hosts_dir", "containerd_config", "containerd_unit", "probe", "registry"])
+        rejectUnknownKeys(root, at: "", known: [
+                "hosts_dir", "containerd_config", "containerd_unit", "containerd_address", "containerd_version", "probe",
+                "registry",
+            ])
         if let dir = string(root, "hosts_dir", at: "hosts_dir", example: "\"/etc/containerd/certs.d\"") {
             if dir.hasPrefix("/") {
                 config.hostsDir = dir
@@ -225,6 +228,26 @@ private struct Reader {
         }
         if let path = string(root, "containerd_config", at: "containerd_config", example: "\"/etc/containerd/config.toml\"") {
             config.containerdConfig = path
+        }
+        if let address = string(root, "containerd_address", at: "containerd_address", example: "\"/run/containerd/containerd.sock\"") {
+            if address.hasPrefix("/") {
+                config.containerdAddress = address
+            } else {
+                problem(
+                    "containerd_address", "\"\(address)\" is not an absolute path to containerd's socket",
+                    "write e.g. containerd_address = \"/run/containerd/containerd.sock\"")
+            }
+        }
+        if let text = string(root, "containerd_version", at: "containerd_version", example: "\"auto\"") {
+            if text == "auto" {
+                config.containerdVersion = nil
+            } else if let version = ContainerdVersion(parsing: text), text.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 }) {
+                config.containerdVersion = version
+            } else {
+                problem(
+                    "containerd_version", "\"\(text)\" is not a containerd version",
+                    "write \"auto\" (ask the running containerd) or a version such as \"2.1.9\"")
+            }
         }
         if let unit = string(root, "containerd_unit", at: "containerd_unit", example: "\"containerd.service\"") {
             if unit.isEmpty || (unit.hasSuffix(".service") && unit.count > 8

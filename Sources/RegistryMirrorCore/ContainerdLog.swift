@@ -22,6 +22,23 @@ public enum ContainerdLog {
     }
 
     static let marker = "trying next host"
+    static let bootMarker = "containerd successfully booted"
+
+    /// What watch acts on in containerd's log.
+    public enum Event: Sendable, Equatable {
+        /// A request went past a host.
+        case bypass(Bypass)
+        /// containerd (re)started: its version may have changed.
+        case started
+    }
+
+    /// The event a log message records, nil for any other message.
+    public static func event(in message: String) -> Event? {
+        if let bypass = bypass(in: message) { return .bypass(bypass) }
+        guard message.utf8.count < 65_536, message.contains(bootMarker) else { return nil }
+        let fields = message.first == "{" ? jsonFields(message) : logfmtFields(message)
+        return fields["msg"]?.hasPrefix(bootMarker) == true ? .started : nil
+    }
 
     /// The bypass a log message records, nil for any other message.
     public static func bypass(in message: String) -> Bypass? {

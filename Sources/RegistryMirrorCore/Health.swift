@@ -19,6 +19,11 @@ public struct HealthReport: Sendable {
     public struct Finding: Sendable {
         public var state: HealthState
         public var message: String
+
+        public init(state: HealthState, message: String) {
+            self.state = state
+            self.message = message
+        }
     }
 
     /// A host as check saw it; the raw value is what `--output json` says.
@@ -58,6 +63,8 @@ public struct HealthReport: Sendable {
     public var summary: String
     public var containerd: Finding
     public var registries: [RegistryHealth]
+    /// containerd's version and what follows from it (`ContainerdVersionCheck`).
+    public var containerdVersion: [Finding] = []
 
     /// A report for a config that cannot be read: nothing else can be judged.
     public static func unknown(_ message: String) -> HealthReport {
@@ -70,7 +77,7 @@ public struct HealthReport: Sendable {
     /// about each host over the last `bypassWindow` (§6.1).
     public static func evaluate(
         _ survey: Survey, containerd: ContainerdConfigCheck, hostsDir: String,
-        bypasses: [HostKey: ContainerdLog.Tally] = [:], bypassWindow: String = "15 minutes"
+        bypasses: [HostKey: ContainerdLog.Tally] = [:], bypassWindow: String = "15 minutes", versionFindings: [Finding] = []
     ) -> HealthReport {
         let containerdFinding: Finding =
             switch containerd {
@@ -80,6 +87,7 @@ public struct HealthReport: Sendable {
         let registries = survey.entries.map { judge($0, bypasses: bypasses, window: bypassWindow) }
         var all = registries.flatMap { r in r.findings.map { Finding(state: $0.state, message: "\(r.upstream): \($0.message)") } }
         all.append(containerdFinding)
+        all += versionFindings
         let state = all.map(\.state).max() ?? .ok
         let summary: String
         if state == .ok {
@@ -91,7 +99,8 @@ public struct HealthReport: Sendable {
             let more = worst.count > 1 ? " (+\(worst.count - 1) more)" : ""
             summary = "\(state): \(worst[0].message)\(more)"
         }
-        return HealthReport(state: state, summary: summary, containerd: containerdFinding, registries: registries)
+        return HealthReport(
+            state: state, summary: summary, containerd: containerdFinding, registries: registries, containerdVersion: versionFindings)
     }
 
     static func judge(_ entry: Survey.Entry, bypasses: [HostKey: ContainerdLog.Tally] = [:], window: String = "") -> RegistryHealth {

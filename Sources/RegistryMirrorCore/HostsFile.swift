@@ -26,16 +26,19 @@ public enum HostsFile {
     /// starts on the line of its first key. containerd 2's source orders hosts by their
     /// `[host."..."]` headers only and skips hosts written any other way, so on 2.x such a file means
     /// pulls from the upstream (docs/design.md §5). The two forms are never mixed in one file.
-    public static func render(_ registry: Registry, hosts: [MirrorHost]) -> String? {
+    ///
+    /// `target`: the containerd the file is for; it decides whether `dial_timeout` is written and
+    /// which form a file with an IPv6 host takes (`ContainerdTarget`, docs/design.md §5.1).
+    public static func render(_ registry: Registry, hosts: [MirrorHost], for target: ContainerdTarget = .newest) -> String? {
         guard !hosts.isEmpty else { return nil }
         var out = marker + "\n"
         if !registry.server.isEmpty {
             out += "server = \(quote(registry.server))\n"
         }
-        if hosts.contains(where: { $0.url.contains("]") }) {
+        if target.rules.needsDottedKeysForIPv6 && hosts.contains(where: { $0.url.contains("]") }) {
             out += "\n[host]\n"
             for host in hosts {
-                for (key, value) in settings(host) {
+                for (key, value) in settings(host, for: target) {
                     out += "  \(quote(host.url)).\(key) = \(value)\n"
                 }
             }
@@ -43,7 +46,7 @@ public enum HostsFile {
         }
         for host in hosts {
             out += "\n[host.\(quote(host.url))]\n"
-            for (key, value) in settings(host) where key != "header" {
+            for (key, value) in settings(host, for: target) where key != "header" {
                 out += "  \(key) = \(value)\n"
             }
             if !host.headers.isEmpty {
@@ -57,9 +60,9 @@ public enum HostsFile {
     }
 
     /// A host's fields as TOML values, in file order; `header` as an inline table.
-    static func settings(_ host: MirrorHost) -> [(key: String, value: String)] {
+    static func settings(_ host: MirrorHost, for target: ContainerdTarget) -> [(key: String, value: String)] {
         var fields: [(key: String, value: String)] = [("capabilities", array(host.capabilities.map(\.rawValue)))]
-        if let dial = host.dialTimeout { fields.append(("dial_timeout", quote(dial.description))) }
+        if let dial = host.dialTimeout, target.writesDialTimeout(host) { fields.append(("dial_timeout", quote(dial.description))) }
         if !host.ca.isEmpty { fields.append(("ca", array(host.ca))) }
         if !host.client.isEmpty { fields.append(("client", "[\(host.client.map(array).joined(separator: ", "))]")) }
         if let skip = host.skipVerify { fields.append(("skip_verify", "\(skip)")) }

@@ -143,6 +143,13 @@ public struct HostURL: Sendable, Equatable {
         path = String(rest[slash...])
     }
 
+    /// The port the URL names, or its scheme's default (80, 443).
+    public var port: Int {
+        let afterHost = authority.hasPrefix("[") ? authority.drop { $0 != "]" }.dropFirst() : Substring(authority)
+        if let colon = afterHost.lastIndex(of: ":"), let n = Int(afterHost[afterHost.index(after: colon)...]) { return n }
+        return scheme == "https" ? 443 : 80
+    }
+
     /// Why `text` is not an absolute http(s) URL fit for hosts.toml, or nil. The rules are those under
     /// which containerd (Go's net/url applied to a `[host."..."]` key) reads the URL exactly as the agent
     /// probes it: a lowercase scheme, a host with no user information and no IPv6 zone, and a path of

@@ -1,9 +1,18 @@
 /// The text `plan` prints and the text and JSON `check` prints. Pure: the command decides where it goes.
 public enum PlanText {
     /// - Returns: the text and how many upstreams have changes pending.
-    public static func render(_ survey: Survey, color: Bool) -> (text: String, pending: Int) {
+    /// `target`: the containerd the files are written for; its first line says which, and what a dead
+    /// mirror costs on it while still in a file.
+    public static func render(_ survey: Survey, color: Bool, target: ContainerdTarget? = nil) -> (text: String, pending: Int) {
         let paint = Paint(enabled: color)
         var out = ""
+        if let target {
+            out += "files for \(target.description)\n"
+            if let host = survey.entries.lazy.compactMap({ $0.registry?.hosts.first }).first {
+                out += "  \(target.deadMirrorCost(host)) until watch takes it out; \(target.silentMirrorCost)\n"
+            }
+            out += "\n"
+        }
         var pending = 0
         for entry in survey.entries {
             out += paint.bold("\(entry.upstream)") + "  (\(entry.filePath))\n"
@@ -94,6 +103,7 @@ public enum CheckText {
             }
         }
         out += "\(report.containerd.state) containerd: \(report.containerd.message)\n"
+        for finding in report.containerdVersion { out += "\(finding.state) containerd: \(finding.message)\n" }
         return out
     }
 
@@ -113,6 +123,7 @@ public enum CheckText {
         }
         return "{\"state\":\(JSON.string(report.state.description)),\"exit_code\":\(report.state.rawValue),"
             + "\"summary\":\(JSON.string(report.summary)),\"containerd\":\(finding(report.containerd)),"
+            + "\"containerd_version\":[\(report.containerdVersion.map(finding).joined(separator: ","))],"
             + "\"registries\":[\(registries.joined(separator: ","))]}\n"
     }
 

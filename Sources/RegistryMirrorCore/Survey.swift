@@ -56,7 +56,7 @@ public struct Survey: Sendable {
             let hosts = registry.hosts.enumerated().map { hi, host in
                 HostStatus(host: host, result: results[ri][hi], inFile: listed.contains(host.url))
             }
-            let desired = HostsFile.render(registry, hosts: hosts.filter(\.isUp).map(\.host))
+            let desired = HostsFile.render(registry, hosts: hosts.filter(\.isUp).map(\.host), for: config.target)
             entries.append(
                 entry(upstream: registry.upstream, registry: registry, hosts: hosts, observed: observed, desired: desired, store: store))
         }

@@ -39,13 +39,16 @@ public struct Watcher: Sendable {
     public let wallClock: @Sendable () -> Double
     public let clock: AgentClock
     public let random: RandomSource
+    /// Learns again which containerd the files are for (its version), when containerd restarts.
+    public let resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)?
 
     public init(
         config: AgentConfig, prober: any MirrorProber, store: any HostsStore, notifier: any ServiceNotifier,
         metrics: (any MetricsSink)?, logger: Logger, watchdogInterval: Duration?,
-        wallClock: @escaping @Sendable () -> Double, reloadConfig: @escaping ConfigSource,
-        clock: AgentClock = .continuous, random: RandomSource = .system
+        wallClock: @escaping @Sendable () -> Double, resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)? = nil,
+        reloadConfig: @escaping ConfigSource, clock: AgentClock = .continuous, random: RandomSource = .system
     ) {
+        self.resolveTarget = resolveTarget
         self.wallClock = wallClock
         self.initialConfig = config
         self.prober = prober
@@ -61,7 +64,7 @@ public struct Watcher: Sendable {
 
     enum Event: Sendable {
         case result(generation: Int, key: HostKey, tracker: HostTracker, changed: Bool)
-        case bypass(ContainerdLog.Bypass)
+        case containerd(ContainerdLog.Event)
         case reload
         case stop
         case tick
@@ -71,7 +74,7 @@ public struct Watcher: Sendable {
     /// `bypasses`: containerd's log entries for requests that went past a host (§6.1); each makes the
     /// hosts it names suspect at once (probed now) and is counted.
     public func run(
-        stop: AsyncStream<Void>, hangup: AsyncStream<Void>, bypasses: AsyncStream<ContainerdLog.Bypass>? = nil
+        stop: AsyncStream<Void>, hangup: AsyncStream<Void>, bypasses: AsyncStream<ContainerdLog.Event>? = nil
     ) async -> ExitStatus {
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
         var state = MirrorState(config: initialConfig)
@@ -89,7 +92,7 @@ public struct Watcher: Sendable {
             }
             if let bypasses {
                 group.addTask {
-                    for await bypass in bypasses { sink.yield(.bypass(bypass)) }
+                    for await event in bypasses { sink.yield(.containerd(event)) }
                 }
             }
             if let watchdogInterval {
@@ -113,12 +116,22 @@ public struct Watcher: Sendable {
                 case .result(let generation, let key, let tracker, let changed):
                     guard generation == watch.generation else { continue }
                     handle(key, tracker, changed: changed, state: &state, watch: &watch)
-                case .bypass(let bypass):
+                case .containerd(.bypass(let bypass)):
                     for key in ContainerdLog.hosts(named: bypass, in: state.config) {
                         noteBypass(key, bypass, watch: &watch)
                         probes.poke(key)
                     }
                     writeMetrics(state, &watch, force: false)
+                case .containerd(.started):
+                    // containerd (re)started, perhaps another release: files follow its version.
+                    guard let resolveTarget else { continue }
+                    let target = resolveTarget(state.config)
+                    guard target != state.config.target else { continue }
+                    logger.notice("containerd restarted: files are now written for \(target.description)")
+                    var config = state.config
+                    config.target = target
+                    state.replace(config: config)
+                    for registry in config.registries { files.carryOut(registry.upstream, in: &state) }
                 case .tick:
                     notifier.watchdog()
                 case .reload:

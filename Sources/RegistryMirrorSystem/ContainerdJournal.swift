@@ -8,10 +8,10 @@ import Synchronization
 /// request going past a host (`ContainerdLog`), read with libsystemd's sd_journal API
 /// (docs/design.md §6.1). Nothing here writes to the journal or needs a privilege beyond reading it.
 public enum ContainerdJournal {
-    /// One bypass, with its time (seconds since the epoch).
+    /// One event of containerd's log, with its time (seconds since the epoch).
     public struct Entry: Sendable {
         public var time: Double
-        public var bypass: ContainerdLog.Bypass
+        public var event: ContainerdLog.Event
     }
 
     /// Why the journal could not be read.
@@ -23,7 +23,7 @@ public enum ContainerdJournal {
     /// cannot make `check` slow.
     static let scanLimit = 200_000
 
-    /// The bypasses `unit` logged in the last `window` seconds, oldest first.
+    /// The events `unit` logged in the last `window` seconds, oldest first.
     public static func recent(unit: String, window: Double) -> Result<[Entry], Unreadable> {
         let journal: Journal
         switch Journal.open(unit: unit) {
@@ -39,13 +39,13 @@ public enum ContainerdJournal {
         var scanned = 0
         while scanned < scanLimit, sd_journal_next(journal.handle) > 0 {
             scanned += 1
-            if let entry = journal.currentBypass() { entries.append(entry) }
+            if let entry = journal.currentEvent() { entries.append(entry) }
         }
         return .success(entries)
     }
 
     /// Follows `unit`'s new entries from now on, on a thread of its own (sd_journal_wait blocks), and
-    /// yields each bypass. Nil, with the reason, when the journal cannot be opened.
+    /// yields each event. A failure, with the reason, when the journal cannot be opened.
     public static func follow(unit: String) -> Result<AsyncStream<Entry>, Unreadable> {
         let journal: Journal
         switch Journal.open(unit: unit) {
@@ -86,6 +86,7 @@ public enum ContainerdJournal {
         func close() { sd_journal_close(handle) }
 
         static let marker = Array("trying next host".utf8)
+        static let bootMarker = Array("containerd successfully booted".utf8)
 
         static func contains(_ bytes: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Bool {
             guard let first = needle.first, bytes.count >= needle.count else { return false }
@@ -101,20 +102,20 @@ public enum ContainerdJournal {
             return false
         }
 
-        /// The bypass the current entry records, if any. The MESSAGE bytes are searched for the
-        /// marker before any string is made: most of containerd's lines are something else.
-        func currentBypass() -> Entry? {
+        /// The event the current entry records, if any. The MESSAGE bytes are searched for the
+        /// markers before any string is made: most of containerd's lines are something else.
+        func currentEvent() -> Entry? {
             var data: UnsafeRawPointer?
             var length = 0
             guard sd_journal_get_data(handle, "MESSAGE", &data, &length) >= 0, let data, length > 8 else { return nil }
             // "MESSAGE=" prefix, then the text.
             let bytes = UnsafeRawBufferPointer(start: data + 8, count: length - 8)
-            guard Self.contains(bytes, Self.marker) else { return nil }
+            guard Self.contains(bytes, Self.marker) || Self.contains(bytes, Self.bootMarker) else { return nil }
             let text = String(decoding: bytes, as: UTF8.self)
-            guard let bypass = ContainerdLog.bypass(in: text) else { return nil }
+            guard let event = ContainerdLog.event(in: text) else { return nil }
             var usec: UInt64 = 0
             sd_journal_get_realtime_usec(handle, &usec)
-            return Entry(time: Double(usec) / 1_000_000, bypass: bypass)
+            return Entry(time: Double(usec) / 1_000_000, event: event)
         }
     }
 
@@ -156,7 +157,7 @@ public enum ContainerdJournal {
             var failures = 0
             while !stopped.load(ordering: .relaxed) {
                 while sd_journal_next(journal.handle) > 0 {
-                    if let entry = journal.currentBypass() { sink.yield(entry) }
+                    if let entry = journal.currentEvent() { sink.yield(entry) }
                 }
                 // Wakes on new entries of any unit (journald tells of changes at most 4 times a
                 // second), rotation or a change of files; after a minute at most, so a stream nobody

@@ -23,14 +23,13 @@ public final class CurlProber: SilenceReportingProber, Sendable {
     private let nextID = Atomic<UInt64>(1)
 
     private init() {
-        Self.globalInit
+        _ = CurlGlobal.ready
         guard let m = curl_multi_init() else { fatalError("curl_multi_init failed: out of memory") }
         multi = m
         let thread = LoopThread(prober: self)
         thread.start()
     }
 
-    private static let globalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
     public func probe(_ host: MirrorHost, settings: ProbeSettings) async -> ProbeResult {
         await run(host, settings: settings, silence: nil)
@@ -152,6 +151,11 @@ public final class CurlProber: SilenceReportingProber, Sendable {
             pthread_detach(thread)
         }
     }
+}
+
+/// curl_global_init, once per process, before any handle (it is not thread-safe to race).
+enum CurlGlobal {
+    static let ready: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 }
 
 /// When to tell the caller that a probe is still unanswered, and how.

@@ -42,15 +42,27 @@ struct CommonOptions: ParsableArguments {
     }
 
     /// Reads and validates the config and positional mirrors (`ConfigResolution` has the rules).
+    /// The run's config, with the containerd its files are for (`containerd_version`, else asked of
+    /// the daemon or the binary: docs/design.md §5.1).
     func load(mirrors: [String], requireRegistries: Bool = true) throws(ConfigResolution.Failure) -> AgentConfig {
-        try ConfigResolution.resolve(
+        var loaded = try ConfigResolution.resolve(
             configPath: config, hostsDir: hostsDir, mirrors: mirrors, requireRegistries: requireRegistries)
+        if requireRegistries { loaded.target = ContainerdDaemon.target(for: loaded) }
+        return loaded
     }
 
     /// `load` with apply's exit codes: 64 for usage errors, 78 for an invalid file, logged.
     func loadConfig(mirrors: [String], logger: Logger, requireRegistries: Bool = true) throws -> AgentConfig {
         do {
-            return try load(mirrors: mirrors, requireRegistries: requireRegistries)
+            let config = try load(mirrors: mirrors, requireRegistries: requireRegistries)
+            if requireRegistries {
+                if config.target.version == nil {
+                    logger.warning("\(config.target.description)")
+                } else {
+                    logger.info("files for \(config.target.description)")
+                }
+            }
+            return config
         } catch .usage(let message) {
             throw ValidationError(message)
         } catch {

@@ -44,7 +44,8 @@ struct Plan: AsyncParsableCommand {
             logger.error("\(error)")
             throw Exit.status(.cannotWrite)
         }
-        let (text, pending) = PlanText.render(survey, color: isatty(STDOUT_FILENO) == 1 && Environment.all["NO_COLOR"] == nil)
+        let (text, pending) = PlanText.render(
+            survey, color: isatty(STDOUT_FILENO) == 1 && Environment.all["NO_COLOR"] == nil, target: config.target)
         print(text, terminator: "")
         // --exit-code: 1 means "changes pending", as with diff.
         try Exit.with(exitCode && pending > 0 ? .failure : .ok)
@@ -99,11 +100,18 @@ struct Check: AsyncParsableCommand {
                 containerdText = nil
             }
             let bypasses = Self.recentBypasses(config)
+            let configCheck = ContainerdConfigCheck.evaluate(
+                toml: containerdText, path: config.containerdConfig, hostsDir: config.hostsDir)
+            var configPath: String?
+            if case .reads(let path) = configCheck { configPath = path }
+            let versionFindings = ContainerdVersionCheck.findings(
+                target: config.target, configPath: configPath, containerdConfig: config.containerdConfig,
+                hostsDir: config.hostsDir, started: ContainerdDaemon.startTime(address: config.containerdAddress),
+                configChanged: ContainerdDaemon.modified(config.containerdConfig),
+                sample: config.registries.lazy.flatMap(\.hosts).first)
             report = HealthReport.evaluate(
-                survey,
-                containerd: ContainerdConfigCheck.evaluate(
-                    toml: containerdText, path: config.containerdConfig, hostsDir: config.hostsDir),
-                hostsDir: config.hostsDir, bypasses: bypasses, bypassWindow: "15 minutes")
+                survey, containerd: configCheck, hostsDir: config.hostsDir, bypasses: bypasses, bypassWindow: "15 minutes",
+                versionFindings: versionFindings)
         } catch let failure as ConfigResolution.Failure {
             report = .unknown(failure.lines.joined(separator: "; "))
         } catch {
@@ -121,7 +129,11 @@ struct Check: AsyncParsableCommand {
     static func recentBypasses(_ config: AgentConfig) -> [HostKey: ContainerdLog.Tally] {
         guard !config.containerdUnit.isEmpty else { return [:] }
         switch ContainerdJournal.recent(unit: config.containerdUnit, window: 15 * 60) {
-        case .success(let entries): return ContainerdLog.tally(entries.map(\.bypass), in: config)
+        case .success(let entries):
+            return ContainerdLog.tally(
+                entries.compactMap {
+                    if case .bypass(let b) = $0.event { b } else { nil }
+                }, in: config)
         case .failure: return [:]
         }
     }

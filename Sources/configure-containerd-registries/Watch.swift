@@ -50,6 +50,7 @@ struct Watch: AsyncParsableCommand {
             notifier: SystemdNotifier(), metrics: metricsFile.map { MetricsFile(path: $0, logger: logger) }, logger: logger,
             watchdogInterval: SystemdNotifier.watchdogInterval(environment: Environment.all),
             wallClock: wallClockSeconds,
+            resolveTarget: { config in ContainerdDaemon.target(for: config) },
             reloadConfig: {
                 do throws(ConfigResolution.Failure) {
                     var reloaded = try common.load(mirrors: mirrors)
@@ -65,9 +66,9 @@ struct Watch: AsyncParsableCommand {
         try Exit.with(status)
     }
 
-    /// containerd's journal entries for requests that went past a mirror (containerd_unit, read from
-    /// the start only: a reload does not change it); nil without a journal to read.
-    func containerdBypasses(_ config: AgentConfig, logger: Logger) -> AsyncStream<ContainerdLog.Bypass>? {
+    /// containerd's journal entries for requests that went past a mirror, and its starts
+    /// (containerd_unit, read from the start only: a reload does not change it); nil without a journal.
+    func containerdBypasses(_ config: AgentConfig, logger: Logger) -> AsyncStream<ContainerdLog.Event>? {
         guard !config.containerdUnit.isEmpty else { return nil }
         switch ContainerdJournal.follow(unit: config.containerdUnit) {
         case .failure(let error):
@@ -75,9 +76,9 @@ struct Watch: AsyncParsableCommand {
             return nil
         case .success(let entries):
             logger.info("reading containerd's log: journal entries of \(config.containerdUnit)")
-            let (bypasses, sink) = AsyncStream.makeStream(of: ContainerdLog.Bypass.self, bufferingPolicy: .bufferingNewest(1024))
+            let (bypasses, sink) = AsyncStream.makeStream(of: ContainerdLog.Event.self, bufferingPolicy: .bufferingNewest(1024))
             Task {
-                for await entry in entries { sink.yield(entry.bypass) }
+                for await entry in entries { sink.yield(entry.event) }
                 sink.finish()
             }
             return bypasses

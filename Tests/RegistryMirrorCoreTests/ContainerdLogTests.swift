@@ -114,3 +114,15 @@ struct BypassFindingTests {
         #expect(t[HostKey(upstream: "docker.io", url: K.urlA)] == ContainerdLog.Tally(count: 2, last: lines[2]))
     }
 }
+
+@Suite("containerd's log: its start")
+struct ContainerdStartTests {
+    @Test("'containerd successfully booted' is a start; a bypass stays a bypass; others are nothing")
+    func events() {
+        // Logged by containerd 1.6.20 (Debian 12) at start.
+        #expect(ContainerdLog.event(in: #"time="2026-11-26T05:05:15.470978618Z" level=info msg="containerd successfully booted in 0.020104s""#) == .started)
+        #expect(ContainerdLog.event(in: #"{"level":"info","msg":"containerd successfully booted in 0.02s","time":"x"}"#) == .started)
+        #expect(ContainerdLog.event(in: ContainerdLogTests.refused) == .bypass(.init(authority: "127.0.0.1:56727", reason: ContainerdLog.bypass(in: ContainerdLogTests.refused)!.reason)))
+        #expect(ContainerdLog.event(in: #"time="x" level=info msg="loading plugin" note="containerd successfully booted""#) == nil)
+    }
+}

@@ -6,7 +6,13 @@ struct RenderCase: Sendable, CustomTestStringConvertible {
     var name: String
     var registry: Registry
     var expected: String
+    /// The containerd the file is for (docs/design.md §5.1).
+    var target: ContainerdTarget = .newest
     var testDescription: String { name }
+}
+
+private func containerd(_ major: Int, _ minor: Int, _ patch: Int) -> ContainerdTarget {
+    ContainerdTarget(version: ContainerdVersion(major, minor, patch), source: "test")
 }
 
 private let marker = "# managed by configure-containerd-registries; manual changes are overwritten"
@@ -56,7 +62,7 @@ let renderCases: [RenderCase] = [
     // fields as dotted keys under one [host], one per line, so the hosts keep their order
     // (scripts/parse-check.sh shows containerd reads it so; inline tables came out in random order).
     RenderCase(
-        name: "IPv6 host URL",
+        name: "IPv6 host URL, containerd 1.6",
         registry: Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://[fd00::1]:5000", capabilities: [.pull])]),
         expected: """
             \(marker)
@@ -64,9 +70,59 @@ let renderCases: [RenderCase] = [
 
             [host]
               "http://[fd00::1]:5000".capabilities = ["pull"]
-              "http://[fd00::1]:5000".dial_timeout = "1s"
 
-            """),
+            """,
+        target: containerd(1, 6, 20)),
+    // containerd 2 reads `]` in a header, and orders hosts by their headers only.
+    RenderCase(
+        name: "IPv6 host URL, containerd 2.1",
+        registry: Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://[fd00::1]:5000", capabilities: [.pull])]),
+        expected: """
+            \(marker)
+            server = "https://quay.io"
+
+            [host."http://[fd00::1]:5000"]
+              capabilities = ["pull"]
+              dial_timeout = "1s"
+
+            """,
+        target: containerd(2, 1, 9)),
+    // 1.7 ignores dial_timeout: it is left out. 2.0.8 tries HTTPS first on an http:// host with
+    // dial_timeout on a port other than 80: left out there, written on port 80 and for https.
+    RenderCase(
+        name: "dial_timeout on containerd 1.7",
+        registry: Registry(upstream: "ghcr.io", hosts: [MirrorHost(url: "http://10.0.0.1:5000")]),
+        expected: """
+            \(marker)
+            server = "https://ghcr.io"
+
+            [host."http://10.0.0.1:5000"]
+              capabilities = ["pull", "resolve"]
+
+            """,
+        target: containerd(1, 7, 24)),
+    RenderCase(
+        name: "dial_timeout on containerd 2.0.8",
+        registry: Registry(
+            upstream: "ghcr.io",
+            hosts: [MirrorHost(url: "http://10.0.0.1:5000"), MirrorHost(url: "http://10.0.0.2"), MirrorHost(url: "https://10.0.0.3:8443")]),
+        expected: """
+            \(marker)
+            server = "https://ghcr.io"
+
+            [host."http://10.0.0.1:5000"]
+              capabilities = ["pull", "resolve"]
+
+            [host."http://10.0.0.2"]
+              capabilities = ["pull", "resolve"]
+              dial_timeout = "1s"
+
+            [host."https://10.0.0.3:8443"]
+              capabilities = ["pull", "resolve"]
+              dial_timeout = "1s"
+
+            """,
+        target: containerd(2, 0, 8)),
     RenderCase(
         name: "IPv6 beside IPv4, with every field",
         registry: Registry(
@@ -83,16 +139,15 @@ let renderCases: [RenderCase] = [
 
             [host]
               "http://10.0.0.1:5000".capabilities = ["pull", "resolve"]
-              "http://10.0.0.1:5000".dial_timeout = "1s"
               "https://[fd00::2]:5000/cache".capabilities = ["pull", "resolve"]
-              "https://[fd00::2]:5000/cache".dial_timeout = "1s"
               "https://[fd00::2]:5000/cache".ca = ["/etc/ca.pem"]
               "https://[fd00::2]:5000/cache".client = [["/c.crt", "/c.key"]]
               "https://[fd00::2]:5000/cache".skip_verify = false
               "https://[fd00::2]:5000/cache".override_path = true
               "https://[fd00::2]:5000/cache".header = { "X-A" = ["a\tb"], "X-B" = ["1", "2"] }
 
-            """#),
+            """#,
+        target: containerd(1, 6, 20)),
     RenderCase(
         name: "several hosts in config order",
         registry: Registry(
@@ -182,19 +237,19 @@ let renderCases: [RenderCase] = [
 struct HostsFileTests {
     @Test("golden output", arguments: renderCases)
     func golden(_ c: RenderCase) throws {
-        let text = try #require(HostsFile.render(c.registry, hosts: c.registry.hosts))
+        let text = try #require(HostsFile.render(c.registry, hosts: c.registry.hosts, for: c.target))
         #expect(text == c.expected)
     }
 
     @Test("output parses back to the same values", arguments: renderCases)
     func parsesBack(_ c: RenderCase) throws {
-        let text = try #require(HostsFile.render(c.registry, hosts: c.registry.hosts))
-        try checkParsesBack(text, registry: c.registry, hosts: c.registry.hosts)
+        let text = try #require(HostsFile.render(c.registry, hosts: c.registry.hosts, for: c.target))
+        try checkParsesBack(text, registry: c.registry, hosts: c.registry.hosts, target: c.target)
     }
 
     @Test("the first line is the marker and marks the file as ours", arguments: renderCases)
     func marked(_ c: RenderCase) throws {
-        let text = try #require(HostsFile.render(c.registry, hosts: c.registry.hosts))
+        let text = try #require(HostsFile.render(c.registry, hosts: c.registry.hosts, for: c.target))
         #expect(text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) == HostsFile.marker)
         #expect(HostsFile.isManaged(text))
         #expect(text.hasSuffix("\n"))
@@ -238,7 +293,10 @@ struct HostsFileTests {
 }
 
 /// Parses `text` with TOMLKit and compares every field with what was rendered.
-func checkParsesBack(_ text: String, registry: Registry, hosts: [MirrorHost], sourceLocation: SourceLocation = #_sourceLocation) throws {
+func checkParsesBack(
+    _ text: String, registry: Registry, hosts: [MirrorHost], target: ContainerdTarget = .newest,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws {
     let root = try TOMLTable(string: text)
     if registry.server.isEmpty {
         #expect(root["server"] == nil, sourceLocation: sourceLocation)
@@ -267,7 +325,8 @@ func checkParsesBack(_ text: String, registry: Registry, hosts: [MirrorHost], so
     for host in hosts {
         let t = try #require(hostTables[host.url]?.table, "no table for \(host.url)", sourceLocation: sourceLocation)
         #expect(strings(t["capabilities"]) == host.capabilities.map(\.rawValue), sourceLocation: sourceLocation)
-        #expect(t["dial_timeout"]?.string == host.dialTimeout?.description, sourceLocation: sourceLocation)
+        // dial_timeout only where this containerd uses it (ContainerdTarget.writesDialTimeout).
+        #expect(t["dial_timeout"]?.string == (target.writesDialTimeout(host) ? host.dialTimeout?.description : nil), sourceLocation: sourceLocation)
         if let dial = t["dial_timeout"]?.string {
             #expect(try GoDuration(parsing: dial) == host.dialTimeout, sourceLocation: sourceLocation)
         }

@@ -190,7 +190,7 @@ struct TimingTests {
             random: .scripted([1]))
         let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
         let (hangup, _) = AsyncStream.makeStream(of: Void.self)
-        let (bypasses, containerd) = AsyncStream.makeStream(of: ContainerdLog.Bypass.self)
+        let (bypasses, containerd) = AsyncStream.makeStream(of: ContainerdLog.Event.self)
         let run = Task { await watcher.run(stop: stop, hangup: hangup, bypasses: bypasses) }
         // Up, the host waits for the round at 2.4 s; 200 ms pass.
         #expect(await eventuallyTrue { clock.sleeperCount == 1 && clock.nextDeadline.map { close($0, .milliseconds(2_400)) } == true })
@@ -198,10 +198,10 @@ struct TimingTests {
         clock.advance(to: .milliseconds(200))
         // Another host's line changes nothing; this host's line brings a probe with the clock standing
         // still, and the rest of its burst none (a probe went out less than initial_interval ago).
-        containerd.yield(.init(authority: "10.0.0.8:5000", reason: "not ours"))
-        containerd.yield(.init(authority: "10.0.0.7:5000", reason: "response was http.StatusNotFound"))
+        containerd.yield(.bypass(.init(authority: "10.0.0.8:5000", reason: "not ours")))
+        containerd.yield(.bypass(.init(authority: "10.0.0.7:5000", reason: "response was http.StatusNotFound")))
         #expect(await eventuallyTrue { prober.count("http://10.0.0.7:5000") == 2 }, "probed at once")
-        for _ in 0..<5 { containerd.yield(.init(authority: "10.0.0.7:5000", reason: "response was http.StatusNotFound")) }
+        for _ in 0..<5 { containerd.yield(.bypass(.init(authority: "10.0.0.7:5000", reason: "response was http.StatusNotFound"))) }
         #expect(await eventuallyTrue { metrics.last.contains("mirror_bypassed_total{upstream=\"quay.io\",host=\"http://10.0.0.7:5000\"} 6") })
         #expect(close(clock.now.offset, .milliseconds(200)))
         // The round's probe comes after the burst in the host's queue: once it is counted, the burst
@@ -214,6 +214,33 @@ struct TimingTests {
         #expect(await eventuallyTrue { prober.count("http://10.0.0.7:5000") >= 3 })
         #expect(close(clock.now.offset, .milliseconds(2_400)), "the round")
         #expect(prober.count("http://10.0.0.7:5000") == 3, "a burst is one piece of news")
+        trigger.yield()
+        #expect(await run.value == .ok)
+    }
+
+    @Test("watch: containerd restarting as another release re-renders the files for it")
+    func containerdRestart() async throws {
+        let registry = Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://10.0.0.7:5000")])
+        var config = AgentConfig()
+        config.registries = [registry]
+        config.target = ContainerdTarget(version: ContainerdVersion(1, 7, 24), source: "test")
+        let newer = ContainerdTarget(version: ContainerdVersion(2, 1, 9), source: "test")
+        let clock = ManualClock()
+        let prober = ScriptedProber(["http://10.0.0.7:5000": [(.zero, Self.up)]])
+        let store = MemoryStore()
+        let watcher = Watcher(
+            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: nil, logger: Self.logger,
+            watchdogInterval: nil, wallClock: { 0 }, resolveTarget: { _ in newer }, reloadConfig: { .failure(.init(lines: [])) },
+            clock: AgentClock(clock), random: .scripted([1]))
+        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
+        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
+        let (log, containerd) = AsyncStream.makeStream(of: ContainerdLog.Event.self)
+        let run = Task { await watcher.run(stop: stop, hangup: hangup, bypasses: log) }
+        #expect(await eventuallyTrue { store.content("quay.io") == HostsFile.render(registry, hosts: registry.hosts, for: config.target) })
+        #expect(store.content("quay.io")?.contains("dial_timeout") == false, "1.7 ignores it: left out")
+        containerd.yield(.started)
+        #expect(await eventuallyTrue { store.content("quay.io") == HostsFile.render(registry, hosts: registry.hosts, for: newer) })
+        #expect(store.content("quay.io")?.contains("dial_timeout = \"1s\"") == true)
         trigger.yield()
         #expect(await run.value == .ok)
     }

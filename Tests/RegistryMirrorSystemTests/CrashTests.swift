@@ -13,7 +13,8 @@ struct CrashTests {
     /// The config of iteration `round`: every upstream written at once (readiness_probe = false) with
     /// many hosts, so the files are several kilobytes and the content differs from round to round.
     static func config(round: Int, hostsDir: String) -> (toml: String, expected: [String: String]) {
-        var toml = "hosts_dir = \"\(hostsDir)\"\n"
+        // The files follow the containerd they are for: pinned, so `expected` is rendered for the same one.
+        var toml = "hosts_dir = \"\(hostsDir)\"\ncontainerd_version = \"\(ContainerdVersion.newestKnown)\"\n"
         var expected: [String: String] = [:]
         for (u, upstream) in upstreams.enumerated() {
             let count = 20 + (round + u) % 7

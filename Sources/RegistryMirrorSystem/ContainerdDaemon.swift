@@ -1,0 +1,235 @@
+import CCurl
+import Glibc
+import RegistryMirrorCore
+
+/// What the agent learns from the containerd on this node (docs/design.md §5.1): its version, asked
+/// of the running daemon (gRPC `Version` over its socket, spoken by libcurl as HTTP/2 without TLS) or,
+/// failing that, of the binary (`containerd --version`); and when the daemon started.
+public enum ContainerdDaemon {
+    public struct Failure: Error, Sendable {
+        public var reason: String
+    }
+
+    /// The containerd the files are for: `containerd_version` when the config sets one, else the
+    /// daemon's answer, else the binary's, else unknown (files as for the newest known version).
+    public static func target(for config: AgentConfig) -> ContainerdTarget {
+        if let fixed = config.containerdVersion {
+            return ContainerdTarget(version: fixed, source: "containerd_version in the config")
+        }
+        let asked = version(address: config.containerdAddress)
+        if case .success(let v) = asked {
+            return ContainerdTarget(version: v, source: "the daemon at \(config.containerdAddress)")
+        }
+        if case .success(let v) = binaryVersion() {
+            return ContainerdTarget(version: v, source: "containerd --version; the daemon did not answer")
+        }
+        let why: String
+        switch asked {
+        case .failure(let failure): why = failure.reason
+        case .success: why = ""
+        }
+        return ContainerdTarget(version: nil, source: "the daemon at \(config.containerdAddress): \(why); no containerd binary on PATH")
+    }
+
+    /// gRPC `containerd.services.version.v1.Version/Version` on the unix socket `address`.
+    public static func version(address: String, timeout: Duration = .seconds(2)) -> Result<ContainerdVersion, Failure> {
+        var st = stat()
+        guard stat(address, &st) == 0 else { return .failure(Failure(reason: "\(address): \(String(cString: strerror(errno)))")) }
+        guard (st.st_mode & S_IFMT) == S_IFSOCK else { return .failure(Failure(reason: "\(address) is not a socket")) }
+        _ = CurlGlobal.ready
+        guard let easy = curl_easy_init() else { return .failure(Failure(reason: "curl_easy_init failed")) }
+        defer { curl_easy_cleanup(easy) }
+        var headers: UnsafeMutablePointer<curl_slist>?
+        headers = curl_slist_append(headers, "content-type: application/grpc")
+        headers = curl_slist_append(headers, "te: trailers")
+        defer { curl_slist_free_all(headers) }
+        // A gRPC message: uncompressed (0), length 0 (google.protobuf.Empty).
+        var request: [UInt8] = [0, 0, 0, 0, 0]
+        let capacity = 4096
+        let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        defer { storage.deallocate() }
+        var body = ccr_buffer(data: storage, len: 0, cap: capacity, total: 0)
+        let code = request.withUnsafeMutableBytes { raw -> CURLcode in
+            ccr_easy_setopt_string(easy, CURLOPT_UNIX_SOCKET_PATH, address)
+            ccr_easy_setopt_string(easy, CURLOPT_URL, "http://localhost/containerd.services.version.v1.Version/Version")
+            ccr_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE))
+            ccr_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+            ccr_easy_setopt_string(easy, CURLOPT_PROXY, "")
+            ccr_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+            ccr_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headers)
+            ccr_easy_setopt_pointer(easy, CURLOPT_POSTFIELDS, raw.baseAddress)
+            ccr_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, raw.count)
+            ccr_easy_collect_body(easy, &body)
+            return curl_easy_perform(easy)
+        }
+        guard code == CURLE_OK else {
+            return .failure(Failure(reason: "no answer from \(address): \(String(cString: curl_easy_strerror(code)))"))
+        }
+        var status = 0
+        ccr_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+        let bytes = Array(UnsafeBufferPointer(start: storage, count: body.len))
+        guard status == 200, let text = GRPCVersionReply.version(in: bytes) else {
+            return .failure(Failure(reason: "\(address) gave no version (HTTP \(status), \(bytes.count) bytes)"))
+        }
+        guard let version = ContainerdVersion(parsing: text) else {
+            return .failure(Failure(reason: "\(address) reported version \"\(text)\", which is not one"))
+        }
+        return .success(version)
+    }
+
+    /// `containerd --version` of the first containerd among the usual places (PATH is not trusted:
+    /// the agent runs as root).
+    public static func binaryVersion() -> Result<ContainerdVersion, Failure> {
+        let candidates = ["/usr/bin/containerd", "/usr/local/bin/containerd", "/usr/sbin/containerd", "/usr/local/sbin/containerd"]
+        guard let binary = candidates.first(where: { access($0, X_OK) == 0 }) else {
+            return .failure(Failure(reason: "no containerd binary in /usr/bin, /usr/local/bin, /usr/sbin"))
+        }
+        guard let output = run(binary, ["--version"], timeout: .seconds(2)) else {
+            return .failure(Failure(reason: "\(binary) --version did not answer"))
+        }
+        // "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1": the third field
+        // (containerd.io packages print "containerd containerd.io 1.7.24 <commit>").
+        let fields = output.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        for field in fields.dropFirst(2) {
+            if let v = ContainerdVersion(parsing: String(field)) { return .success(v) }
+        }
+        return .failure(Failure(reason: "\(binary) --version printed no version: \(output.prefix(120))"))
+    }
+
+    /// When the daemon listening at `address` started (seconds since the epoch): its process, found
+    /// through the socket's peer credentials, and that process's start time in /proc.
+    public static func startTime(address: String) -> Double? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(address.utf8)
+        guard pathBytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return nil }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: pathBytes)
+            raw[pathBytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { return nil }
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (Glibc's overlay hides it without _GNU_SOURCE)
+        var cred: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
+        var len = socklen_t(MemoryLayout.size(ofValue: cred))
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0, cred.pid > 0 else { return nil }
+        return ProcessStart.seconds(pid: cred.pid)
+    }
+
+    /// The modification time of `path` (seconds since the epoch), nil when it cannot be read.
+    public static func modified(_ path: String) -> Double? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+    }
+
+    /// Runs `path args` with stdout captured (at most 64 KiB), stdin and stderr on /dev/null; nil
+    /// when it cannot start or outlives `timeout` (it is then killed).
+    static func run(_ path: String, _ args: [String], timeout: Duration) -> String? {
+        var pipeFDs: [Int32] = [-1, -1]
+        guard pipe(&pipeFDs) == 0 else { return nil }
+        _ = fcntl(pipeFDs[0], F_SETFD, FD_CLOEXEC)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), strdup("LC_ALL=C"), nil]
+        defer { for p in envp { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        close(pipeFDs[1])
+        guard rc == 0 else {
+            close(pipeFDs[0])
+            return nil
+        }
+        defer { close(pipeFDs[0]) }
+        var output: [UInt8] = []
+        let deadline = ContinuousClock.now + timeout
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var finished = false
+        while ContinuousClock.now < deadline && output.count < 65_536 {
+            var pfd = pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)
+            let left = ContinuousClock.now.duration(to: deadline)
+            let ms = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            guard poll(&pfd, 1, ms) > 0 else { continue }
+            let n = buffer.withUnsafeMutableBytes { read(pipeFDs[0], $0.baseAddress, $0.count) }
+            if n <= 0 {
+                finished = n == 0
+                break
+            }
+            output += buffer[0..<n]
+        }
+        var status: Int32 = 0
+        if !finished { kill(pid, SIGKILL) }
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard finished else { return nil }
+        return String(decoding: output, as: UTF8.self)
+    }
+}
+
+/// The VersionResponse in a gRPC reply body: a 5-byte frame header, then protobuf with `version` as
+/// field 1 (a string) and `revision` as field 2.
+enum GRPCVersionReply {
+    static func version(in body: [UInt8]) -> String? {
+        guard body.count >= 5, body[0] == 0 else { return nil }
+        let length = Int(body[1]) << 24 | Int(body[2]) << 16 | Int(body[3]) << 8 | Int(body[4])
+        guard length <= body.count - 5 else { return nil }
+        var i = 5
+        let end = 5 + length
+        func varint() -> Int? {
+            var value = 0
+            var shift = 0
+            while i < end && shift < 63 {
+                let b = body[i]
+                i += 1
+                value |= Int(b & 0x7F) << shift
+                if b & 0x80 == 0 { return value }
+                shift += 7
+            }
+            return nil
+        }
+        while i < end {
+            guard let key = varint() else { return nil }
+            let field = key >> 3
+            switch key & 7 {
+            case 0: guard varint() != nil else { return nil }
+            case 2:
+                guard let n = varint(), n >= 0, n <= end - i else { return nil }
+                if field == 1 { return String(decoding: body[i..<(i + n)], as: UTF8.self) }
+                i += n
+            case 1: i += 8
+            case 5: i += 4
+            default: return nil
+            }
+        }
+        return nil
+    }
+}
+
+/// A process's start time from /proc: field 22 of /proc/PID/stat (clock ticks since boot) plus the
+/// boot time (`btime` of /proc/stat).
+enum ProcessStart {
+    static func seconds(pid: pid_t) -> Double? {
+        guard let stat = try? RegularFile.read("/proc/\(pid)/stat", limit: 4096),
+            let boot = try? RegularFile.read("/proc/stat", limit: 1 << 20)
+        else { return nil }
+        let text = String(decoding: stat, as: UTF8.self)
+        // The command name may hold spaces and parentheses: fields start after the last ')'.
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After ')': field 3 (state) is index 0, so field 22 is index 19.
+        guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
+        let btime = String(decoding: boot, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("btime ") }
+        guard let btime, let bootSeconds = Double(btime.dropFirst(6)) else { return nil }
+        return bootSeconds + ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
