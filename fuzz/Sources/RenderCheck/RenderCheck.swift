@@ -4,18 +4,26 @@ import TOMLKit
 /// One registry's hosts.toml as `HostsFile.render` wrote it, with the registry it was rendered for.
 public struct RenderedFile {
     public var registry: Registry
+    /// The containerd it was rendered for (which decides dial_timeout and the IPv6 form).
+    public var target: ContainerdTarget = .newest
     /// Nil when `render` refused (it does so only for an empty host list).
     public var text: String?
 
-    public init(registry: Registry, text: String?) {
+    public init(registry: Registry, target: ContainerdTarget = .newest, text: String?) {
         self.registry = registry
+        self.target = target
         self.text = text
     }
 }
 
 /// Renders every registry of a loaded config with all its hosts, as apply does when every mirror is up.
+/// Every registry rendered for containerd 1.6 (dotted keys for IPv6, no dial_timeout) and for the
+/// newest known version (headers, dial_timeout).
 public func renderAll(_ config: AgentConfig) -> [RenderedFile] {
-    config.registries.map { RenderedFile(registry: $0, text: HostsFile.render($0, hosts: $0.hosts)) }
+    let targets = [ContainerdTarget(version: ContainerdVersion(1, 6, 20), source: "fuzz"), .newest]
+    return targets.flatMap { target in
+        config.registries.map { RenderedFile(registry: $0, target: target, text: HostsFile.render($0, hosts: $0.hosts, for: target)) }
+    }
 }
 
 /// Everything wrong with `file`: its text must parse back (TOMLKit) to exactly the server, the hosts in
@@ -75,7 +83,7 @@ public func roundTripProblems(_ file: RenderedFile) -> [String] {
             fail("[host.\(show(host.url))] is missing or not a table")
             continue
         }
-        problems += hostProblems(t, host).map { "\(registry.upstream): host \(show(host.url)): \($0)" }
+        problems += hostProblems(t, host, target: file.target).map { "\(registry.upstream): host \(show(host.url)): \($0)" }
     }
     return problems
 }
@@ -119,10 +127,11 @@ func keyPath(_ table: TOMLTable) -> [String] {
     return path
 }
 
-func hostProblems(_ t: TOMLTable, _ host: MirrorHost) -> [String] {
+func hostProblems(_ t: TOMLTable, _ host: MirrorHost, target: ContainerdTarget) -> [String] {
     var problems: [String] = []
     var want: Set<String> = ["capabilities"]
-    if host.dialTimeout != nil { want.insert("dial_timeout") }
+    let dialTimeout = target.writesDialTimeout(host) ? host.dialTimeout : nil
+    if dialTimeout != nil { want.insert("dial_timeout") }
     if !host.ca.isEmpty { want.insert("ca") }
     if !host.client.isEmpty { want.insert("client") }
     if host.skipVerify != nil { want.insert("skip_verify") }
@@ -136,7 +145,7 @@ func hostProblems(_ t: TOMLTable, _ host: MirrorHost) -> [String] {
     if strings(t["capabilities"]) != caps {
         problems.append("capabilities read back as \(describe(t["capabilities"])), expected \(caps)")
     }
-    if let dial = host.dialTimeout {
+    if let dial = dialTimeout {
         if t["dial_timeout"]?.string != dial.description {
             problems.append("dial_timeout reads back as \(describe(t["dial_timeout"])), expected \"\(dial)\"")
         } else if !reparses(dial) {

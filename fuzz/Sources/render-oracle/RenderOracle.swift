@@ -43,11 +43,11 @@ struct RenderOracle {
             for file in renderAll(config) {
                 guard let text = file.text, let host = file.registry.hosts.first else { continue }
                 let quotedURL = "[host.\(HostsFile.quote(host.url))]"
-                let inlineKey = "  \(HostsFile.quote(host.url)) = {"
+                let dottedKey = "  \(HostsFile.quote(host.url))."
                 let renamed =
                     text.contains(quotedURL)
                     ? text.replacingFirst(quotedURL, with: "[host.\(HostsFile.quote(host.url + "x"))]")
-                    : text.replacingFirst(inlineKey, with: "  \(HostsFile.quote(host.url + "x")) = {")
+                    : text.replacingFirst(dottedKey, with: "  \(HostsFile.quote(host.url + "x")).")
                 var faults: [(String, String)] = [
                     ("host renamed", renamed),
                     ("capability dropped", text.replacingFirst("capabilities = [\"pull\", ", with: "capabilities = [")),
@@ -61,13 +61,14 @@ struct RenderOracle {
                 if file.registry.hosts.count > 1, let second = file.registry.hosts.dropFirst().first {
                     // Swap the first two hosts: same tables, other order.
                     let secondHeader = "[host.\(HostsFile.quote(second.url))]"
-                    let secondInline = "  \(HostsFile.quote(second.url)) = {"
+                    let secondDotted = "  \(HostsFile.quote(second.url))."
                     var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-                    if let a = lines.firstIndex(where: { $0.hasPrefix(inlineKey) }),
-                        let b = lines.firstIndex(where: { $0.hasPrefix(secondInline) })
+                    if let a = lines.firstIndex(where: { $0.hasPrefix(dottedKey) }),
+                        let b = lines.firstIndex(where: { $0.hasPrefix(secondDotted) })
                     {
+                        // The first keys of the two hosts swapped: the second host now starts first.
                         lines.swapAt(a, b)
-                        faults.append(("inline hosts swapped", lines.joined(separator: "\n")))
+                        faults.append(("dotted hosts swapped", lines.joined(separator: "\n")))
                     } else if let a = text.range(of: "\n" + quotedURL), let b = text.range(of: "\n" + secondHeader) {
                         let firstSection = text[a.lowerBound..<b.lowerBound]
                         let rest = text[b.lowerBound...]
@@ -77,7 +78,7 @@ struct RenderOracle {
                 }
                 for (name, mutated) in faults where mutated != text {
                     planted += 1
-                    if roundTripProblems(RenderedFile(registry: file.registry, text: mutated)).isEmpty {
+                    if roundTripProblems(RenderedFile(registry: file.registry, target: file.target, text: mutated)).isEmpty {
                         missed.append("\(path): \(file.registry.upstream): planted fault not caught: \(name)")
                     }
                 }
@@ -113,7 +114,11 @@ struct RenderOracle {
             return out.text
         }
         let files = renderAll(config)
-        out["registries"] = .array(files.map(fileJSON))
+        // "registries": the files for the newest containerd, checked against the config as well;
+        // "registries_containerd_1": the same registries rendered for containerd 1.x (dotted keys for
+        // IPv6, no dial_timeout).
+        out["registries"] = .array(files.filter { $0.target.rules.major >= 2 }.map(fileJSON))
+        out["registries_containerd_1"] = .array(files.filter { $0.target.rules.major < 2 }.map(fileJSON))
         out["roundtrip_problems"] = .array(files.flatMap(roundTripProblems).map { .string($0) })
         return out.text
     }
@@ -123,16 +128,19 @@ struct RenderOracle {
         o["upstream"] = .string(file.registry.upstream)
         o["server"] = .string(file.registry.server)
         o["rendered"] = file.text.map { .string($0) } ?? .null
-        o["hosts"] = .array(file.registry.hosts.map(hostJSON))
+        o["containerd"] = .string(file.target.rules.description)
+        o["hosts"] = .array(file.registry.hosts.map { hostJSON($0, target: file.target) })
         return .object(o)
     }
 
-    static func hostJSON(_ host: MirrorHost) -> JSONValue {
+    /// What the file must hold for `host`: dial_timeout only where `target` writes it.
+    static func hostJSON(_ host: MirrorHost, target: ContainerdTarget) -> JSONValue {
         var o = JSONObject()
+        let dialTimeout = target.writesDialTimeout(host) ? host.dialTimeout : nil
         o["url"] = .string(host.url)
         o["capabilities"] = .array(host.capabilities.map { .string($0.rawValue) })
-        o["dial_timeout"] = host.dialTimeout.map { .string($0.description) } ?? .null
-        o["dial_timeout_ns"] = host.dialTimeout.map { .number($0.nanoseconds) } ?? .null
+        o["dial_timeout"] = dialTimeout.map { .string($0.description) } ?? .null
+        o["dial_timeout_ns"] = dialTimeout.map { .number($0.nanoseconds) } ?? .null
         o["ca"] = .array(host.ca.map { .string($0) })
         o["client"] = .array(host.client.map { .array($0.map { .string($0) }) })
         o["skip_verify"] = host.skipVerify.map { .bool($0) } ?? .null
