@@ -227,8 +227,8 @@ public struct Watcher: Sendable {
     /// One host: probes go out when `ProbeTiming` says, each in a child task, and results are recorded
     /// in the order they arrive; the loop waits on its own queue of events, so containerd's log can
     /// wake it whenever. A steady host waits for the round from the generation's `RoundTicker` (one
-    /// timer for all of them); other plans get one timer task at a time (a plan for an earlier instant
-    /// replaces it), except a steady host's silence, which a `SilenceReportingProber` reports without
+    /// timer for all of them); other plans get one timer task, replaced when the plan changes, except a
+    /// steady host's silence, which a `SilenceReportingProber` reports without
     /// a timer. A steady round thus costs a host one wake-up and one probe.
     private func probeLoop(
         _ host: MirrorHost, key: HostKey, tracker: HostTracker, settings: ProbeSettings, rounds: RoundSchedule,
