@@ -5,12 +5,15 @@
 #
 #   sudo AGENT_BIN=.build/debug/configure-containerd-registries bash scripts/e2e.sh
 #   sudo E2E_ONLY="1 watch" bash scripts/e2e.sh      # some scenarios; the setup is always complete
-#   sudo CONTAINERD_BIN=/opt/containerd-2.1/bin/containerd CTR_BIN=/opt/containerd-2.1/bin/ctr \
+#   sudo CONTAINERD_BIN=/var/cache/ccr-containerd/2.1.9/usr/bin/containerd \
+#        CTR_BIN=/var/cache/ccr-containerd/2.1.9/usr/bin/ctr \
 #        bash scripts/e2e.sh                          # every scenario against another containerd
+#   sudo bash scripts/containerd-versions.sh          # 1.6, 1.7 and 2.1 side by side: those paths
 #
 # Environment:
 #   AGENT_BIN       the agent (default: swift build, then <repo>/.build/debug/configure-containerd-registries)
-#   CONTAINERD_BIN  the containerd every scenario runs against (default: containerd on PATH, Debian 12's 1.6.20)
+#   CONTAINERD_BIN  the containerd every scenario runs against (default: containerd on PATH, Debian 12's 1.6.20);
+#                   its config is version 2 for 1.x, version 3 for 2.x (scripts/lib/containerd-config.sh)
 #   CTR_BIN         the ctr of that containerd (default: ctr on PATH)
 #   E2E_ONLY        scenarios to run, by number (8) or name (08-watch, watch); default: all
 #   E2E_SLOW=1      also measure what a stale file costs containerd (minutes more)
@@ -27,6 +30,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib/common.sh"
 source "$HERE/lib/assert.sh"
+source "$HERE/lib/containerd-config.sh"
 source "$HERE/e2e/lib/netns.sh"
 source "$HERE/e2e/lib/registries.sh"
 source "$HERE/e2e/lib/containerd.sh"

@@ -7,8 +7,10 @@
 # configured headers and ?ns=<upstream>.
 #
 #   sudo AGENT_BIN=.build/debug/configure-containerd-registries bash scripts/parse-check.sh
-#   sudo CTR_BIN=/opt/containerd-2.1/bin/ctr CONTAINERD_BIN=/opt/containerd-2.1/bin/containerd \
+#   sudo CTR_BIN=/var/cache/ccr-containerd/2.1.9/usr/bin/ctr \
+#        CONTAINERD_BIN=/var/cache/ccr-containerd/2.1.9/usr/bin/containerd \
 #        PARSE_CHECK_CRI=1 bash scripts/parse-check.sh
+#   (scripts/containerd-versions.sh makes containerd 1.7 and 2.1 available there, beside the system's 1.6)
 #
 # Environment:
 #   AGENT_BIN        the agent (default: <repo>/.build/debug/configure-containerd-registries; not built here)
@@ -19,6 +21,11 @@
 #   PARSE_CHECK_CRI=1       also pull every case through the CRI ImageService of a private containerd
 #                           daemon, the way kubelet pulls (lines "ok <case>/cri"; needs python3-grpcio,
 #                           installed when missing; uses scripts/e2e/cri.py)
+#   PARSE_CHECK_TARGET      the containerd version the agent writes the files for (containerd_version in
+#                           each case's config; its rules differ by release, e.g. IPv6 hosts as dotted keys
+#                           for 1.x, as [host."..."] headers for 2.x); default: ctr's version; "auto": leave
+#                           it unset, so the agent asks the daemon at /run/containerd/containerd.sock or runs
+#                           /usr/bin/containerd --version, as on a node (which here is not the ctr under test)
 #   PARSE_CHECK_ONLY        space-separated case names to run (default: all)
 #   PARSE_CHECK_NEGATIVE=1  add the negative control: a file the agent wrote, edited by hand to a wrong
 #                           path prefix before containerd reads it; that case must print FAIL
@@ -58,6 +65,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$HERE/lib/common.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/containerd-config.sh
+source "$HERE/lib/containerd-config.sh"
 ROOT=$(repo_root)
 HELPERS=$HERE/parse-check
 PY=/usr/bin/python3
@@ -125,9 +134,20 @@ trap 'exit 143' TERM
 
 START=$EPOCHREALTIME
 echo "agent:      $AGENT_BIN ($("$AGENT_BIN" --version 2>/dev/null || echo '?'))"
-echo "ctr:        $CTR_BIN ($("$CTR_BIN" --version 2>/dev/null | awk '{print $3}'))"
+CTR_VERSION=$("$CTR_BIN" --version 2>/dev/null | awk '{print $3}')
+echo "ctr:        $CTR_BIN ($CTR_VERSION)"
+CONTAINERD_VERSION=""
 if [[ -n "${CONTAINERD_BIN:-}" && -x "$CONTAINERD_BIN" ]]; then
-    echo "containerd: $CONTAINERD_BIN ($("$CONTAINERD_BIN" --version 2>/dev/null | awk '{print $3}'))"
+    CONTAINERD_VERSION=$("$CONTAINERD_BIN" --version 2>/dev/null | awk '{print $3}')
+    echo "containerd: $CONTAINERD_BIN ($CONTAINERD_VERSION)"
+fi
+# the containerd the agent writes for: the release under test (ctr's), named in every case's config,
+# not whatever the agent would find on this machine (/run/containerd/containerd.sock, /usr/bin/containerd)
+TARGET_VERSION=${PARSE_CHECK_TARGET:-$CTR_VERSION}
+[[ "$TARGET_VERSION" != auto ]] || TARGET_VERSION=""
+echo "target:     the agent writes for containerd ${TARGET_VERSION:-"it finds itself (containerd_version unset)"}"
+if [[ "$CRI" == 1 && -n "$CONTAINERD_VERSION" && "$CONTAINERD_VERSION" != "$CTR_VERSION" ]]; then
+    echo "warning: ctr ($CTR_VERSION) and containerd ($CONTAINERD_VERSION) are different releases" >&2
 fi
 
 # the recorder: plain HTTP on 127.0.0.1 (mirrors, the server; also on port 80, free in this namespace)
@@ -165,44 +185,9 @@ start_daemon() {
     mkdir -p "$c/root" "$c/state" "$c/cni/bin" "$c/cni/conf" "$T/cri-hosts"
     SOCK=$c/containerd.sock
     DAEMON_LOG=$c/containerd.log
-    cat >"$c/config.toml" <<EOF
-version = 2
-root = "$c/root"
-state = "$c/state"
-# opt would create /opt/containerd; the others are unused here
-disabled_plugins = [
-  "io.containerd.internal.v1.opt",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "$SOCK"
-
-[ttrpc]
-  address = "$SOCK.ttrpc"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_tcp_service = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-  disable_apparmor = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$c/cni/bin"
-    conf_dir = "$c/cni/conf"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$T/cri-hosts"
-EOF
+    # version 2 for containerd 1.x, version 3 for 2.x (scripts/lib/containerd-config.sh)
+    containerd_daemon_config "$CONTAINERD_VERSION" "$c/root" "$c/state" "$SOCK" "$T/cri-hosts" \
+        "$c/cni/bin" "$c/cni/conf" >"$c/config.toml" || die "no containerd config for $CONTAINERD_VERSION"
     "$CONTAINERD_BIN" --config "$c/config.toml" >"$DAEMON_LOG" 2>&1 &
     DAEMON_PID=$!
     for _ in $(seq 1 100); do
@@ -211,10 +196,7 @@ EOF
         sleep 0.1
     done
     "$CTR_BIN" --address "$SOCK" version >/dev/null 2>&1 || { tail -n 20 "$DAEMON_LOG" >&2; die "containerd did not start"; }
-    if ! "$CTR_BIN" --address "$SOCK" plugins ls 2>/dev/null | grep -E '\scri\s' | grep -qw ok; then
-        "$CTR_BIN" --address "$SOCK" plugins ls 2>&1 | grep -i cri >&2
-        die "containerd's CRI plugin is not running"
-    fi
+    containerd_cri_running "$CTR_BIN" "$SOCK" || die "containerd's CRI plugin is not running"
 }
 [[ "$CRI" != 1 ]] || start_daemon
 
@@ -229,6 +211,7 @@ fail() { FAILED=$((FAILED + 1)); echo "FAIL $1: $2"; }
 
 # config UPSTREAM PROBE BODY: the agent's config for one registry
 config() {
+    [[ -z "$TARGET_VERSION" ]] || printf 'containerd_version = "%s"\n\n' "$TARGET_VERSION"
     printf '[probe]\nconnect_timeout = "1s"\ntimeout = "2s"\n\n[[registry]]\nupstream = "%s"\nreadiness_probe = %s\n%s\n' \
         "$1" "$2" "$3"
 }

@@ -2,61 +2,16 @@
 # The containerd under test ($CONTAINERD_BIN, its client $CTR_BIN) as a daemon of the suite's own
 # (root, state, socket and config under $T/containerd) reading the CRI registry config_path $HOSTS,
 # and the two ways an image is pulled: by ctr, and through the CRI ImageService as kubelet does.
-# Uses NS, T, HOSTS, PY and HELPERS of the runner; start_containerd sets SOCK.
+# Uses NS, T, HOSTS, PY and HELPERS of the runner, and scripts/lib/containerd-config.sh, which the
+# runner sources; start_containerd sets SOCK.
 
-# containerd_config: the daemon's config. Version 2 is read by containerd 1.6 and 1.7 and migrated
-# by 2.x at start; a release that needs another form gets its branch here (on CONTAINERD_VERSION).
+# containerd_config: the daemon's config, for the release under test (CONTAINERD_VERSION: version 2
+# for 1.x, version 3 for 2.x; scripts/lib/containerd-config.sh), at debug level (every registry
+# request is logged), with blobs not shared between namespaces and only the native snapshotter
 containerd_config() {
     local d=$T/containerd
-    cat <<EOF
-version = 2
-root = "$d/root"
-state = "$d/state"
-disabled_plugins = [
-  "io.containerd.internal.v1.opt",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.overlayfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "$SOCK"
-
-[ttrpc]
-  address = "$SOCK.ttrpc"
-
-[debug]
-  level = "debug"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.metadata.v1.bolt"]
-  # every namespace fetches its own copy: a pull in a fresh namespace really goes to the registry
-  # for every blob
-  content_sharing_policy = "isolated"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_tcp_service = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-  disable_apparmor = true
-
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "$T/cni/bin"
-    conf_dir = "$T/cni/conf"
-
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "$HOSTS"
-EOF
+    containerd_daemon_config "$CONTAINERD_VERSION" "$d/root" "$d/state" "$SOCK" "$HOSTS" \
+        "$T/cni/bin" "$T/cni/conf" debug isolated no-overlayfs
 }
 
 ctrx() { nsx timeout --foreground 30 "$CTR_BIN" --address "$SOCK" "$@"; }
@@ -66,7 +21,7 @@ start_containerd() {
     local d=$T/containerd i
     SOCK=$d/containerd.sock
     mkdir -p "$d/root" "$d/state" "$T/cni/bin" "$T/cni/conf"
-    containerd_config >"$d/config.toml"
+    containerd_config >"$d/config.toml" || { echo "no containerd config for $CONTAINERD_VERSION" >&2; return 1; }
     ip netns exec "$NS" setsid "$CONTAINERD_BIN" --config "$d/config.toml" >"$T/logs/containerd.log" 2>&1 &
     remember containerd $!
     for ((i = 0; i < 100; i++)); do
@@ -78,15 +33,15 @@ start_containerd() {
         echo "containerd did not start" >&2
         return 1
     fi
-    if ! grep -Eq 'io\.containerd\.grpc\.v1\s+cri\s.*\sok\s*$' < <(ctrx plugins ls 2>/dev/null); then
-        ctrx plugins ls 2>&1 | grep -i cri >&2 || true
+    if ! containerd_cri_running "$CTR_BIN" "$SOCK"; then
         echo "containerd's CRI plugin is not running: every CRI pull would fail" >&2
         return 1
     fi
 }
 
-# pull ctr|cri REF [TIMEOUT]: one pull of REF. ctr fetches in the client, reading --hosts-dir, in a
-# containerd namespace of its own; cri asks the daemon (PullImage), which reads config_path. The
+# pull ctr|cri REF [TIMEOUT]: one pull of REF. ctr fetches in the client (1.x; 2.x's ctr hands the
+# pull to the daemon's transfer service, which reads the same --hosts-dir), in a containerd
+# namespace of its own; cri asks the daemon (PullImage), which reads config_path. The
 # image is removed again afterwards so that the next pull fetches every blob. Prints one line on
 # how it went; returns the pull's exit status (124 when it was killed after TIMEOUT s, default 600).
 # The pull's own output goes to $PULL_LOG when the caller names one.
