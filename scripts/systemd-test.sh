@@ -41,6 +41,8 @@ fi
 source "$ROOT/scripts/lib/common.sh"
 # shellcheck source=lib/assert.sh
 source "$ROOT/scripts/lib/assert.sh"
+# shellcheck source=lib/containerd-config.sh
+source "$ROOT/scripts/lib/containerd-config.sh"
 
 work=$(mktemp -d /tmp/ccr-systemd-test.XXXXXX)
 assert_init "$work/results"
@@ -236,40 +238,9 @@ run_container_part() {
     mkdir -p "$work/cri"
     # containerd as containerd.service in the container; its CRI socket in a directory shared with
     # this host, so scripts/e2e/cri.py pulls through it as kubelet would (a unix socket needs no network)
-    cat >"$stage/containerd.toml" <<EOF
-version = 2
-root = "/var/lib/ccr-containerd"
-state = "/run/ccr-containerd"
-disabled_plugins = [
-  "io.containerd.internal.v1.opt",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "/run/ccr-cri/containerd.sock"
-
-[ttrpc]
-  address = "/run/ccr-cri/containerd.sock.ttrpc"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_tcp_service = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-  disable_apparmor = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "/etc/containerd/certs.d"
-EOF
+    containerd_daemon_config "$(/usr/bin/containerd --version | awk '{print $3}')" /var/lib/ccr-containerd \
+        /run/ccr-containerd /run/ccr-cri/containerd.sock /etc/containerd/certs.d /opt/cni/bin /etc/cni/net.d \
+        >"$stage/containerd.toml"
     cp "$HERE/hardening-probe.sh" "$stage/hardening-probe.sh"
     cat >"$stage/registry.yml" <<EOF
 version: 0.1

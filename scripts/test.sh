@@ -3,7 +3,8 @@
 # (scripts/parse-check.sh), a short fuzz run (scripts/fuzz.sh; FUZZ_SECONDS, default 60), the
 # end-to-end suite with a real containerd and real registries (scripts/e2e.sh), and the systemd
 # proofs: unit verification, a real journald, and the units booted under systemd in a container
-# (scripts/systemd-test.sh).
+# (scripts/systemd-test.sh). The parse check and the end-to-end suite run once per containerd
+# release of scripts/containerd-versions.sh (1.6, 1.7, 2.1; CONTAINERD_RELEASES="1.6" for fewer).
 # Installs what is missing first. Run as root. SKIP_E2E=1 / SKIP_SYSTEMD=1 skip those parts.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
@@ -32,25 +33,54 @@ swift test --skip-build --no-parallel --filter RegistryMirrorSystemTests >>"$log
 grep -E '✘|recorded an issue|error:|Test run with|Executed [0-9]+ test' "$log" | grep -v 'Executed 0 tests' || true
 echo "(full swift test log: $log)"
 
-echo "== containerd parse check: every accepted host form read by a real containerd as the agent probes it"
+echo "== containerd releases (scripts/containerd-versions.sh)"
+releases=$(mktemp /tmp/ccr-releases.XXXXXX)
+versions_status=0
+# shellcheck disable=SC2086 # the releases are words
+bash scripts/containerd-versions.sh ${CONTAINERD_RELEASES:-} >"$releases" || versions_status=$?
+cat "$releases"
+[ -s "$releases" ] || { echo "no containerd release to test against" >&2; exit 1; }
+
 parse_status=0
-AGENT_BIN="$PWD/.build/debug/configure-containerd-registries" PARSE_CHECK_CRI=1 bash scripts/parse-check.sh || parse_status=$?
+e2e_status=0
+summary=()
+while read -r version containerd ctr; do
+    echo "== containerd $version: parse check (every accepted host form read as the agent probes it, by ctr and CRI)"
+    out=$(mktemp /tmp/ccr-parse.XXXXXX.log)
+    set +e
+    CONTAINERD_BIN=$containerd CTR_BIN=$ctr AGENT_BIN="$PWD/.build/debug/configure-containerd-registries" PARSE_CHECK_CRI=1 \
+        bash scripts/parse-check.sh </dev/null 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    [ "$rc" -eq 0 ] || parse_status=$rc
+    line="containerd $version: parse check $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1 || echo "exit $rc")"
+    if [ -f scripts/e2e.sh ] && [ "${SKIP_E2E:-0}" != 1 ]; then
+        echo "== containerd $version: end-to-end"
+        out=$(mktemp /tmp/ccr-e2e.XXXXXX.log)
+        set +e
+        CONTAINERD_BIN=$containerd CTR_BIN=$ctr AGENT_BIN="$PWD/.build/debug/configure-containerd-registries" \
+            bash scripts/e2e.sh </dev/null 2>&1 | tee "$out"
+        rc=${PIPESTATUS[0]}
+        set -e
+        [ "$rc" -eq 0 ] || e2e_status=$rc
+        line+="; end-to-end $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1 || echo "exit $rc")"
+    fi
+    summary+=("$line")
+done <"$releases"
+[ "$versions_status" -eq 0 ] || parse_status=$versions_status
 
 echo "== fuzz: config loader and hosts.toml renderer (libFuzzer, ${FUZZ_SECONDS:-60} s), regressions replayed, tomllib oracle"
 fuzz_status=0
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}" || fuzz_status=$?
-
-e2e_status=0
-if [ -f scripts/e2e.sh ] && [ "${SKIP_E2E:-0}" != 1 ]; then
-    echo "== end-to-end"
-    AGENT_BIN="$PWD/.build/debug/configure-containerd-registries" bash scripts/e2e.sh || e2e_status=$?
-fi
 
 systemd_status=0
 if [ "${SKIP_SYSTEMD:-0}" != 1 ]; then
     echo "== systemd: units, journald, sd_notify, a real systemd in a container"
     bash scripts/systemd-test.sh || systemd_status=$?
 fi
+
+echo "== per containerd release"
+printf '%s\n' "${summary[@]}"
 
 if [ "$swift_status" -ne 0 ] || [ "$parse_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ] || [ "$e2e_status" -ne 0 ] \
     || [ "$systemd_status" -ne 0 ]; then

@@ -135,7 +135,9 @@ public enum ContainerdVersionCheck {
                         "containerd's version is unknown (\(target.source)): files are written as for \(ContainerdVersion.newestKnown); set containerd_version in the config"
                 ))
         }
-        if let started, let configChanged, started < configChanged {
+        // The start time is known to about a second (the kernel's boot time is whole seconds): a
+        // config written just before containerd started must not count as changed after it.
+        if let started, let configChanged, started + 2 < configChanged {
             out.append(
                 .init(
                     state: .warning,

@@ -73,6 +73,11 @@ struct ContainerdVersionTests {
             started: 100, configChanged: 200, sample: nil)
         #expect(restart.map(\.state) == [.ok, .warning])
         #expect(restart[1].message.contains("may not be in effect until containerd restarts"))
+        // Written a second before containerd's measured start: within the start time's precision.
+        let justBefore = ContainerdVersionCheck.findings(
+            target: target(1, 7, 24), configPath: "/h", containerdConfig: "/c", hostsDir: "/h", started: 100, configChanged: 101.5,
+            sample: nil)
+        #expect(justBefore.map(\.state) == [.ok])
 
         for (path, words) in [("/h:/other", "/h is the first"), ("/other:/h", "put /h first")] {
             let several = ContainerdVersionCheck.findings(

@@ -45,6 +45,19 @@ scenario_check_plan() {
     PULL_WITH=cri pulls_prove "$A/$IMG" "as check said: the daemon pulls through 127.0.0.23 (?ns=$A)" \
         through_mirror "$T/logs/cache23.log" "$A"
 
+    # the release's own default config (`containerd config default`), its CRI registry config_path
+    # set to the hosts dir the way an operator would: check says OK for it too
+    local default=$T/s7-containerd-default.toml dcfg=$T/s7-check-default.toml
+    "$CONTAINERD_BIN" config default 2>/dev/null |
+        sed -E "s#^([[:space:]]*config_path = ).*#\1\"$HOSTS\"#" >"$default"
+    sed "s#^containerd_config = .*#containerd_config = \"$default\"#" "$cfg" >"$dcfg"
+    info "containerd $CONTAINERD_VERSION's default config: version $(sed -n 's/^version = //p' "$default"), $(grep -cE '^[[:space:]]*config_path = ' "$default") config_path line(s) set to the hosts dir"
+    agent s7-check-default check --config "$dcfg" --output json || true
+    rc=0
+    said=$(s7_ok "$T/logs/agent-s7-check-default.out" 2>&1) || rc=$?
+    info "check: $said"
+    check "check --output json on containerd $CONTAINERD_VERSION's default config (config_path set): OK" test "$rc" == 0
+
     local plan=$T/s7-plan.toml
     reset_hosts
     mkdir -p "$HOSTS/$B" "$HOSTS/$C"

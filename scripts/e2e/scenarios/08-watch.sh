@@ -45,7 +45,9 @@ s8_figure() {
     t_done=$("$PY" "$HELPERS/watchlog.py" "$log" "$t_fault" "$S8_HOST" "$pattern" | cut -f1) || t_done=""
     [[ -z "$t_susp" ]] || a=$(elapsed "$t_fault" "$t_susp")
     [[ -z "$t_susp" || -z "$t_done" ]] || b=$(elapsed "$t_susp" "$t_done")
-    figure "08 watch, $what: file fixed ${file_secs}s after the fault (first probe that saw it ${a}s after the fault, \"$pattern\" ${b}s after that)"
+    [[ $a == never ]] || a="${a}s"
+    [[ $b == never ]] || b="${b}s"
+    figure "08 watch, $what: file fixed ${file_secs}s after the fault (first probe that saw it $a after the fault, \"$pattern\" $b after that)"
 }
 
 # s8_pulls cache|direct: ctr and CRI pulls of B's image, each < 5 s, through the cache or straight
@@ -136,6 +138,10 @@ s8_stale() {
     f=$(hosts_file "$B")
     mkdir -p "$HOSTS/$B"
     cp "$T/s8-stale-hosts.toml" "$f"
+    # the scenario ended with nothing listening at the cache's address: the hang server takes it
+    stop_named cache25
+    stop_named hang25
+    start_hang_server hang25 127.0.0.25 5000
     info "E2E_SLOW=1: no watcher, the stale file back in place:"
     show_file "$f"
     m=$(mark "$T/logs/hang25.log")
