@@ -41,9 +41,9 @@ struct CommonOptions: ParsableArguments {
         return Logger(label: "configure-containerd-registries")
     }
 
-    /// Reads and validates the config and positional mirrors (`ConfigResolution` has the rules).
-    /// The run's config, with the containerd its files are for (`containerd_version`, else asked of
-    /// the daemon or the binary: docs/design.md §5.1).
+    /// Reads and validates the config and positional mirrors (`ConfigResolution` has the rules), and
+    /// learns which containerd the files are for (`containerd_version`, else asked of the daemon or
+    /// the binary: docs/design.md §5.1).
     func load(mirrors: [String], requireRegistries: Bool = true) throws(ConfigResolution.Failure) -> AgentConfig {
         var loaded = try ConfigResolution.resolve(
             configPath: config, hostsDir: hostsDir, mirrors: mirrors, requireRegistries: requireRegistries)

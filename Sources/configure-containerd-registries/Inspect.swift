@@ -60,12 +60,17 @@ struct Check: AsyncParsableCommand {
         discussion: """
             Validates the config, verifies that containerd's config (containerd_config) sets the CRI \
             registry config_path to include the hosts directory (config version 1, 2 and 3), probes every \
-            host once, and compares each managed hosts.toml with what apply would write.
+            host once, and compares each managed hosts.toml with what apply would write. Also reports \
+            containerd's version (asked of the daemon at containerd_address) and what a dead mirror costs \
+            on it, and reads the last 15 minutes of containerd's journal (containerd_unit) for pulls that \
+            went past a mirror.
 
             Exit codes (monitoring-plugins convention; the first line of output starts with the state):
               0 OK        files match, every host up, containerd reads the hosts directory
-              1 WARNING   degraded but safe: a host is down and already left out of its file, or a file
-                          is pending an update that does no harm
+              1 WARNING   degraded but safe: a host is down and already left out of its file, a file is
+                          pending an update that does no harm, pulls went past a host that answers
+                          probes, containerd's version is unknown, containerd started before its config
+                          last changed, or config_path lists several directories on containerd 2
               2 CRITICAL  a file lists a host that is down (pulls will stall), a managed file is missing
                           or wrong for a host that is up, or containerd does not read the hosts directory
               3 UNKNOWN   config unreadable or invalid

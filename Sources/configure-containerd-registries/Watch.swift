@@ -17,6 +17,11 @@ struct Watch: AsyncParsableCommand {
             successes it comes back. A registry with no mirror in has its \
             file removed (containerd then pulls from the upstream) until one recovers.
 
+            containerd's log: "trying next host" entries in the journal of containerd_unit (default \
+            containerd.service) make the mirror they name suspect at once (probed now), are logged and \
+            counted (mirror_bypassed_total); when containerd starts again, its version is asked again and \
+            the files are rewritten for it.
+
             Signals: SIGHUP reloads the config (an invalid one is reported and the running one kept); \
             SIGTERM/SIGINT end cleanly with exit 0, leaving the files as they are.
             systemd: READY=1 after the first pass, STATUS= on every change, WATCHDOG=1 when WATCHDOG_USEC \
