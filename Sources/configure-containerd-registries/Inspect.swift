@@ -65,14 +65,16 @@ struct Check: AsyncParsableCommand {
             on it, and reads the last 15 minutes of containerd's journal (containerd_unit) for pulls that \
             went past a mirror.
 
-            Exit codes (monitoring-plugins convention; the first line of output starts with the state):
-              0 OK        files match, every host up, containerd reads the hosts directory
-              1 WARNING   degraded but safe: a host is down and already left out of its file, a file is
-                          pending an update that does no harm, pulls went past a host that answers
-                          probes, containerd's version is unknown, containerd started before its config
-                          last changed, or config_path lists several directories on containerd 2
-              2 CRITICAL  a file lists a host that is down (pulls will stall), a managed file is missing
-                          or wrong for a host that is up, or containerd does not read the hosts directory
+            Exit codes (monitoring-plugins convention; the output starts with the state):
+              0 OK        files match, every host up, containerd reads the hosts dir
+              1 WARNING   degraded but safe: a host is down and left out of its file;
+                          a file pending a harmless update; pulls went past a host
+                          that answers probes; containerd's version unknown, or it
+                          started before its config changed; several config_path
+                          directories on containerd 2
+              2 CRITICAL  a file lists a host that is down (pulls will stall); a
+                          managed file is missing or wrong for a host that is up;
+                          containerd does not read the hosts directory
               3 UNKNOWN   config unreadable or invalid
               64          usage error
 
