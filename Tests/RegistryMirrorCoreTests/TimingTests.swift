@@ -105,19 +105,9 @@ struct TimingTests {
 
     @Test("watch: a mirror that starts refusing is out 400 ms after the round that finds it (2.4 s, then 200 + 200 ms), then on the backoff")
     func watchHysteresis() async throws {
-        let registry = Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://m:1")])
-        var config = AgentConfig()
-        config.registries = [registry]
         let prober = ScriptedProber(["http://m:1": [(.zero, Self.up)] + Array(repeating: (Duration.zero, Self.refused), count: 10)])
-        let clock = ManualClock()
-        let store = MemoryStore()
-        let watcher = Watcher(
-            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: nil, logger: Self.logger,
-            watchdogInterval: nil, wallClock: { 0 }, reloadConfig: { .failure(.init(lines: [])) }, clock: AgentClock(clock),
-            random: .scripted([1]))
-        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
-        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
-        let run = Task { await watcher.run(stop: stop, hangup: hangup) }
+        let watch = ManualWatch(config: .one("quay.io", "http://m:1"), prober: prober)
+        let (clock, store) = (watch.clock, watch.store)
         #expect(await eventuallyTrue { store.content("quay.io") != nil }, "written after the first probe")
         // Each step: the one timer's instant, the probes made by then, whether the file is still there.
         // Up at once, the host waits for the round (2 s × 1.2); each failure brings the next probe 200 ms
@@ -133,25 +123,15 @@ struct TimingTests {
             #expect(await eventuallyTrue { prober.count("http://m:1") == step.probes }, "\(step.probes) probes by \(step.at)")
             #expect(await eventuallyTrue { (store.content("quay.io") != nil) == step.inFile }, "in the file at \(step.at): \(step.inFile)")
         }
-        trigger.yield()
-        #expect(await run.value == .ok)
+        #expect(await watch.stop() == .ok)
     }
     @Test("watch: a mirror that stops answering is out 2.7 s after the round that finds it (timeout 2 s; company after 500 ms of silence, then every 200 ms)")
     func watchSilence() async throws {
-        let registry = Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://m:1")])
-        var config = AgentConfig()
-        config.registries = [registry]
         let clock = ManualClock()
         let hung = ProbeResult(state: .down, reason: "timed out after 2s (connected, no answer)")
         let prober = ClockProber(clock: clock, script: [(.zero, Self.up)] + Array(repeating: (.seconds(2), hung), count: 10))
-        let store = MemoryStore()
-        let watcher = Watcher(
-            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: nil, logger: Self.logger,
-            watchdogInterval: nil, wallClock: { 0 }, reloadConfig: { .failure(.init(lines: [])) }, clock: AgentClock(clock),
-            random: .scripted([1]))
-        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
-        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
-        let run = Task { await watcher.run(stop: stop, hangup: hangup) }
+        let watch = ManualWatch(config: .one("quay.io", "http://m:1"), prober: prober, clock: clock)
+        let store = watch.store
         #expect(await eventuallyTrue { store.content("quay.io") != nil }, "written after the first probe")
         // Each step: the next instant, how many sleep until it (probes hanging and the timer), probes so far.
         // 2.4 round: a probe; 2.9: 500 ms of silence, another; 3.1 a third (three in flight: no timer);
@@ -168,30 +148,19 @@ struct TimingTests {
             clock.advance(to: clock.nextDeadline ?? step.at)
         }
         #expect(await eventuallyTrue { store.content("quay.io") == nil }, "out at 5.1 s")
-        trigger.yield()
-        #expect(await run.value == .ok)
+        #expect(await watch.stop() == .ok)
     }
 
     @Test("watch: containerd's log going past a steady host gets it probed at once, counted in the metrics and logged")
     func bypassPokes() async throws {
-        let registry = Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://10.0.0.7:5000")])
-        var config = AgentConfig()
-        config.registries = [registry]
-        let clock = ManualClock()
         let prober = ScriptedProber(["http://10.0.0.7:5000": [(.zero, Self.up)]])
-        let store = MemoryStore()
         let metrics = CapturedMetrics()
         // Metrics are written at most once a (wall-clock) second: each reading of this one is 2 s later.
         let wall = Mutex(0.0)
-        let watcher = Watcher(
-            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: metrics, logger: Self.logger,
-            watchdogInterval: nil, wallClock: { wall.withLock { $0 += 2; return $0 } }, reloadConfig: { .failure(.init(lines: [])) },
-            clock: AgentClock(clock),
-            random: .scripted([1]))
-        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
-        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
-        let (bypasses, containerd) = AsyncStream.makeStream(of: ContainerdLog.Event.self)
-        let run = Task { await watcher.run(stop: stop, hangup: hangup, bypasses: bypasses) }
+        let watch = ManualWatch(
+            config: .one("quay.io", "http://10.0.0.7:5000"), prober: prober, metrics: metrics,
+            wallClock: { wall.withLock { $0 += 2; return $0 } })
+        let (clock, store, containerd) = (watch.clock, watch.store, watch.containerd)
         // Up, the host waits for the round at 2.4 s; 200 ms pass.
         #expect(await eventuallyTrue { clock.sleeperCount == 1 && clock.nextDeadline.map { close($0, .milliseconds(2_400)) } == true })
         #expect(store.content("quay.io") != nil)
@@ -214,35 +183,66 @@ struct TimingTests {
         #expect(await eventuallyTrue { prober.count("http://10.0.0.7:5000") >= 3 })
         #expect(close(clock.now.offset, .milliseconds(2_400)), "the round")
         #expect(prober.count("http://10.0.0.7:5000") == 3, "a burst is one piece of news")
-        trigger.yield()
-        #expect(await run.value == .ok)
+        #expect(await watch.stop() == .ok)
     }
 
     @Test("watch: containerd restarting as another release re-renders the files for it")
     func containerdRestart() async throws {
-        let registry = Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://10.0.0.7:5000")])
-        var config = AgentConfig()
-        config.registries = [registry]
+        var config = AgentConfig.one("quay.io", "http://10.0.0.7:5000")
+        let registry = config.registries[0]
         config.target = ContainerdTarget(version: ContainerdVersion(1, 7, 24), source: "test")
         let newer = ContainerdTarget(version: ContainerdVersion(2, 1, 9), source: "test")
-        let clock = ManualClock()
         let prober = ScriptedProber(["http://10.0.0.7:5000": [(.zero, Self.up)]])
-        let store = MemoryStore()
-        let watcher = Watcher(
-            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: nil, logger: Self.logger,
-            watchdogInterval: nil, wallClock: { 0 }, resolveTarget: { _ in newer }, reloadConfig: { .failure(.init(lines: [])) },
-            clock: AgentClock(clock), random: .scripted([1]))
-        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
-        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
-        let (log, containerd) = AsyncStream.makeStream(of: ContainerdLog.Event.self)
-        let run = Task { await watcher.run(stop: stop, hangup: hangup, bypasses: log) }
+        let watch = ManualWatch(config: config, prober: prober, resolveTarget: { _ in newer })
+        let (store, containerd) = (watch.store, watch.containerd)
         #expect(await eventuallyTrue { store.content("quay.io") == HostsFile.render(registry, hosts: registry.hosts, for: config.target) })
         #expect(store.content("quay.io")?.contains("dial_timeout") == false, "1.7 ignores it: left out")
         containerd.yield(.started)
         #expect(await eventuallyTrue { store.content("quay.io") == HostsFile.render(registry, hosts: registry.hosts, for: newer) })
         #expect(store.content("quay.io")?.contains("dial_timeout = \"1s\"") == true)
+        #expect(await watch.stop() == .ok)
+    }
+}
+
+extension AgentConfig {
+    /// One registry with one host.
+    static func one(_ upstream: String, _ url: String) -> AgentConfig {
+        var config = AgentConfig()
+        config.registries = [Registry(upstream: upstream, hosts: [MirrorHost(url: url)])]
+        return config
+    }
+}
+
+/// A watcher running on a manual clock with jitter 1 (every round 2.4 s), a line into it as
+/// containerd's log, and its stop.
+struct ManualWatch {
+    let clock: ManualClock
+    let store = MemoryStore()
+    let containerd: AsyncStream<ContainerdLog.Event>.Continuation
+    private let trigger: AsyncStream<Void>.Continuation
+    private let run: Task<RegistryMirrorCore.ExitStatus, Never>
+
+    init(
+        config: AgentConfig, prober: any MirrorProber, clock: ManualClock = ManualClock(), metrics: (any MetricsSink)? = nil,
+        wallClock: @escaping @Sendable () -> Double = { 0 }, resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)? = nil
+    ) {
+        self.clock = clock
+        let watcher = Watcher(
+            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: metrics,
+            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, watchdogInterval: nil, wallClock: wallClock,
+            resolveTarget: resolveTarget, reloadConfig: { .failure(.init(lines: [])) }, clock: AgentClock(clock), random: .scripted([1]))
+        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
+        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
+        let (log, containerd) = AsyncStream.makeStream(of: ContainerdLog.Event.self)
+        self.trigger = trigger
+        self.containerd = containerd
+        run = Task { await watcher.run(stop: stop, hangup: hangup, bypasses: log) }
+    }
+
+    /// Stops the watcher (as SIGTERM does) and returns its exit status.
+    func stop() async -> RegistryMirrorCore.ExitStatus {
         trigger.yield()
-        #expect(await run.value == .ok)
+        return await run.value
     }
 }
 
