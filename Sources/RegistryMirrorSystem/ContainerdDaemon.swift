@@ -55,7 +55,7 @@ public enum ContainerdDaemon {
             ccr_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE))
             ccr_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
             ccr_easy_setopt_string(easy, CURLOPT_PROXY, "")
-            ccr_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+            ccr_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, timeout.millisecondsRoundedUp)
             ccr_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headers)
             ccr_easy_setopt_pointer(easy, CURLOPT_POSTFIELDS, raw.baseAddress)
             ccr_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, raw.count)
@@ -159,8 +159,7 @@ public enum ContainerdDaemon {
         while ContinuousClock.now < deadline && output.count < 65_536 {
             var pfd = pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)
             let left = ContinuousClock.now.duration(to: deadline)
-            let ms = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
-            guard poll(&pfd, 1, ms) > 0 else { continue }
+            guard poll(&pfd, 1, Int32(max(1, left.millisecondsRoundedUp))) > 0 else { continue }
             let n = buffer.withUnsafeMutableBytes { read(pipeFDs[0], $0.baseAddress, $0.count) }
             if n <= 0 {
                 finished = n == 0

@@ -1,4 +1,3 @@
-import CLinux
 import CSystemd
 import Glibc
 import RegistryMirrorCore
@@ -46,7 +45,7 @@ public enum ContainerdJournal {
 
     /// Follows `unit`'s new entries from now on, on a thread of its own (sd_journal_wait blocks), and
     /// yields each event. A failure, with the reason, when the journal cannot be opened.
-    public static func follow(unit: String) -> Result<AsyncStream<Entry>, Unreadable> {
+    public static func follow(unit: String) -> Result<AsyncStream<ContainerdLog.Event>, Unreadable> {
         let journal: Journal
         switch Journal.open(unit: unit) {
         case .success(let opened): journal = opened
@@ -55,7 +54,7 @@ public enum ContainerdJournal {
         // From the end: what containerd logged before the watcher started is not news.
         sd_journal_seek_tail(journal.handle)
         sd_journal_previous(journal.handle)
-        let (stream, sink) = AsyncStream.makeStream(of: Entry.self, bufferingPolicy: .bufferingNewest(1024))
+        let (stream, sink) = AsyncStream.makeStream(of: ContainerdLog.Event.self, bufferingPolicy: .bufferingNewest(1024))
         let follower = Follower(journal: journal, sink: sink)
         follower.start()
         return .success(stream)
@@ -88,19 +87,6 @@ public enum ContainerdJournal {
         static let marker = Array("trying next host".utf8)
         static let bootMarker = Array("containerd successfully booted".utf8)
 
-        static func contains(_ bytes: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Bool {
-            guard let first = needle.first, bytes.count >= needle.count else { return false }
-            var i = 0
-            while i <= bytes.count - needle.count {
-                if bytes[i] == first {
-                    var j = 1
-                    while j < needle.count && bytes[i + j] == needle[j] { j += 1 }
-                    if j == needle.count { return true }
-                }
-                i += 1
-            }
-            return false
-        }
 
         /// The event the current entry records, if any. The MESSAGE bytes are searched for the
         /// markers before any string is made: most of containerd's lines are something else.
@@ -110,7 +96,7 @@ public enum ContainerdJournal {
             guard sd_journal_get_data(handle, "MESSAGE", &data, &length) >= 0, let data, length > 8 else { return nil }
             // "MESSAGE=" prefix, then the text.
             let bytes = UnsafeRawBufferPointer(start: data + 8, count: length - 8)
-            guard Self.contains(bytes, Self.marker) || Self.contains(bytes, Self.bootMarker) else { return nil }
+            guard bytes.firstRange(of: Self.marker) != nil || bytes.firstRange(of: Self.bootMarker) != nil else { return nil }
             let text = String(decoding: bytes, as: UTF8.self)
             guard let event = ContainerdLog.event(in: text) else { return nil }
             var usec: UInt64 = 0
@@ -122,42 +108,28 @@ public enum ContainerdJournal {
     /// The thread that waits on the journal for the life of the process.
     private final class Follower: Sendable {
         let journal: Journal
-        let sink: AsyncStream<Entry>.Continuation
+        let sink: AsyncStream<ContainerdLog.Event>.Continuation
         /// Set when nobody reads the stream any more: the thread then closes the journal and ends.
         let stopped = Atomic<Bool>(false)
 
-        init(journal: Journal, sink: AsyncStream<Entry>.Continuation) {
+        init(journal: Journal, sink: AsyncStream<ContainerdLog.Event>.Continuation) {
             self.journal = journal
             self.sink = sink
         }
 
         func start() {
-            var attributes = pthread_attr_t()
-            pthread_attr_init(&attributes)
-            pthread_attr_setstacksize(&attributes, 256 * 1024)
-            var thread = pthread_t()
-            let box = Unmanaged.passRetained(self).toOpaque()
-            let rc = pthread_create(&thread, &attributes, { raw in
-                let me = Unmanaged<Follower>.fromOpaque(raw!).takeRetainedValue()
-                ccr_set_thread_name("ccr-journal")
-                me.run()
-                return nil
-            }, box)
-            pthread_attr_destroy(&attributes)
             sink.onTermination = { [self] _ in stopped.store(true, ordering: .relaxed) }
-            if rc != 0 {
+            if startDetachedThread(named: "ccr-journal", { [self] in run() }) != 0 {
                 sink.finish()
                 journal.close()
-                return
             }
-            pthread_detach(thread)
         }
 
         private func run() {
             var failures = 0
             while !stopped.load(ordering: .relaxed) {
                 while sd_journal_next(journal.handle) > 0 {
-                    if let entry = journal.currentEvent() { sink.yield(entry) }
+                    if let entry = journal.currentEvent() { sink.yield(entry.event) }
                 }
                 // Wakes on new entries of any unit (journald tells of changes at most 4 times a
                 // second), rotation or a change of files; after a minute at most, so a stream nobody

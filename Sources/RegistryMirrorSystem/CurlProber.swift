@@ -1,5 +1,4 @@
 import CCurl
-import CLinux
 import Glibc
 import RegistryMirrorCore
 import Synchronization
@@ -26,8 +25,8 @@ public final class CurlProber: SilenceReportingProber, Sendable {
         _ = CurlGlobal.ready
         guard let m = curl_multi_init() else { fatalError("curl_multi_init failed: out of memory") }
         multi = m
-        let thread = LoopThread(prober: self)
-        thread.start()
+        let rc = startDetachedThread(named: "ccr-probes") { [self] in runLoop() }
+        precondition(rc == 0, "cannot start the probe thread: \(String(cString: strerror(rc)))")
     }
 
 
@@ -65,7 +64,7 @@ public final class CurlProber: SilenceReportingProber, Sendable {
 
     /// The loop: add queued transfers, drive them, hand back finished ones, sleep in poll until a
     /// socket is ready, a timeout expires or `probe` wakes it.
-    fileprivate func runLoop() {
+    private func runLoop() {
         var active: [UInt64: Transfer] = [:]
         var byHandle: [UnsafeMutableRawPointer: UInt64] = [:]
         var cancelledEarly = Set<UInt64>()
@@ -125,30 +124,7 @@ public final class CurlProber: SilenceReportingProber, Sendable {
                     wait = min(wait, now.duration(to: silence.deadline))
                 }
             }
-            let (seconds, attoseconds) = wait.components
-            curl_multi_poll(multi, nil, 0, Int32(seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000), nil)
-        }
-    }
-
-    private final class LoopThread: Sendable {
-        let prober: CurlProber
-        init(prober: CurlProber) { self.prober = prober }
-        func start() {
-            var attributes = pthread_attr_t()
-            pthread_attr_init(&attributes)
-            pthread_attr_setstacksize(&attributes, 256 * 1024)
-            var thread = pthread_t()
-            let box = Unmanaged.passRetained(self).toOpaque()
-            let rc = pthread_create(&thread, &attributes, { raw in
-                let me = Unmanaged<LoopThread>.fromOpaque(raw!).takeRetainedValue()
-                // Named for `top -H` and /proc: it inherits the name of whichever thread created it.
-                ccr_set_thread_name("ccr-probes")
-                me.prober.runLoop()
-                return nil
-            }, box)
-            pthread_attr_destroy(&attributes)
-            precondition(rc == 0, "cannot start the probe thread: \(String(cString: strerror(rc)))")
-            pthread_detach(thread)
+            curl_multi_poll(multi, nil, 0, Int32(wait.millisecondsRoundedUp), nil)
         }
     }
 }

@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import RegistryMirrorCore
 
@@ -32,5 +33,46 @@ extension StoreError {
     /// A failed call on `path`: errno kept, its text from strerror.
     init(operation: String, path: String, errno: Int32) {
         self.init(operation: operation, path: path, errno: errno, reason: String(cString: strerror(errno)))
+    }
+}
+
+/// Starts a detached thread running `body`, named `name` (for `top -H` and /proc: a thread otherwise
+/// inherits the name of whichever thread created it), with a 256 KiB stack. Returns pthread_create's
+/// result: 0, or the error number.
+func startDetachedThread(named name: String, _ body: @escaping @Sendable () -> Void) -> Int32 {
+    var attributes = pthread_attr_t()
+    pthread_attr_init(&attributes)
+    defer { pthread_attr_destroy(&attributes) }
+    pthread_attr_setstacksize(&attributes, 256 * 1024)
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(ThreadBody(name: name, run: body)).toOpaque()
+    let rc = pthread_create(&thread, &attributes, { raw in
+        let body = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
+        ccr_set_thread_name(body.name)
+        body.run()
+        return nil
+    }, box)
+    guard rc == 0 else {
+        Unmanaged<ThreadBody>.fromOpaque(box).release()
+        return rc
+    }
+    pthread_detach(thread)
+    return 0
+}
+
+private final class ThreadBody: Sendable {
+    let name: String
+    let run: @Sendable () -> Void
+    init(name: String, run: @escaping @Sendable () -> Void) {
+        self.name = name
+        self.run = run
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded up (a wait of 0.2 ms is 1 ms, not 0: no busy loop), for C calls.
+    var millisecondsRoundedUp: Int {
+        let (seconds, attoseconds) = components
+        return Int(seconds) * 1000 + Int((attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
     }
 }

@@ -79,14 +79,9 @@ struct Watch: AsyncParsableCommand {
         case .failure(let error):
             logger.notice("not reading containerd's log (\(config.containerdUnit)): \(error.reason)")
             return nil
-        case .success(let entries):
+        case .success(let events):
             logger.info("reading containerd's log: journal entries of \(config.containerdUnit)")
-            let (bypasses, sink) = AsyncStream.makeStream(of: ContainerdLog.Event.self, bufferingPolicy: .bufferingNewest(1024))
-            Task {
-                for await entry in entries { sink.yield(entry.event) }
-                sink.finish()
-            }
-            return bypasses
+            return events
         }
     }
 }
