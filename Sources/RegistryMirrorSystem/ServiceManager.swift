@@ -118,29 +118,20 @@ private final class SignalHub: Sendable {
 
     /// A thread blocked in read(2) on the gate's pipe: signals are rare, so it costs nothing idle.
     func startReading() {
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var thread = pthread_t()
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        pthread_attr_setstacksize(&attributes, 128 * 1024)
-        let rc = pthread_create(&thread, &attributes, { raw in
-            let hub = Unmanaged<SignalHub>.fromOpaque(raw!).takeRetainedValue()
-            ccr_set_thread_name("ccr-signals")
+        let rc = startDetachedThread(named: "ccr-signals") { [self] in
             var byte: UInt8 = 0
             while true {
-                let n = read(hub.fd, &byte, 1)
+                let n = read(fd, &byte, 1)
                 if n == 1 {
-                    hub.deliver(Int32(byte))
+                    deliver(Int32(byte))
                 } else if n < 0 && errno == EINTR {
                     continue
                 } else {
-                    return nil
+                    return
                 }
             }
-        }, box)
-        pthread_attr_destroy(&attributes)
+        }
         precondition(rc == 0, "cannot start the signal thread: \(String(cString: strerror(rc)))")
-        pthread_detach(thread)
     }
 }
 
