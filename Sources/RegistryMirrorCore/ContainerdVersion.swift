@@ -135,8 +135,8 @@ public enum ContainerdVersionCheck {
                         "containerd's version is unknown (\(target.source)): files are written as for \(ContainerdVersion.newestKnown); set containerd_version in the config"
                 ))
         }
-        // The start time is known to about a second (the kernel's boot time is whole seconds): a
-        // config written just before containerd started must not count as changed after it.
+        // 2 s of slack: a config written in the moment containerd starts (a script that writes it
+        // and starts the daemon at once) is not a change after the start.
         if let started, let configChanged, started + 2 < configChanged {
             out.append(
                 .init(

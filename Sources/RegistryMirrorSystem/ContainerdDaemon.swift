@@ -214,21 +214,22 @@ enum GRPCVersionReply {
     }
 }
 
-/// A process's start time from /proc: field 22 of /proc/PID/stat (clock ticks since boot) plus the
-/// boot time (`btime` of /proc/stat).
+/// A process's start time: field 22 of /proc/PID/stat (clock ticks since boot) on the boot time
+/// derived from CLOCK_REALTIME minus CLOCK_BOOTTIME (exact, where /proc/stat's `btime` is whole seconds).
 enum ProcessStart {
     static func seconds(pid: pid_t) -> Double? {
-        guard let stat = try? RegularFile.read("/proc/\(pid)/stat", limit: 4096),
-            let boot = try? RegularFile.read("/proc/stat", limit: 1 << 20)
-        else { return nil }
+        guard let stat = try? RegularFile.read("/proc/\(pid)/stat", limit: 4096) else { return nil }
         let text = String(decoding: stat, as: UTF8.self)
         // The command name may hold spaces and parentheses: fields start after the last ')'.
         guard let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
         // After ')': field 3 (state) is index 0, so field 22 is index 19.
         guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
-        let btime = String(decoding: boot, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("btime ") }
-        guard let btime, let bootSeconds = Double(btime.dropFirst(6)) else { return nil }
-        return bootSeconds + ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+        var real = timespec()
+        var boot = timespec()
+        clock_gettime(CLOCK_REALTIME, &real)
+        clock_gettime(CLOCK_BOOTTIME, &boot)
+        let bootedAt = (Double(real.tv_sec) - Double(boot.tv_sec)) + (Double(real.tv_nsec) - Double(boot.tv_nsec)) / 1e9
+        return bootedAt + ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
