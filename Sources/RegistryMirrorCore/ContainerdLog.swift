@@ -21,8 +21,9 @@ public enum ContainerdLog {
         }
     }
 
-    static let marker = "trying next host"
-    static let bootMarker = "containerd successfully booted"
+    /// Text every line `event(in:)` recognises contains: a cheap test before any parsing.
+    public static let marker = "trying next host"
+    public static let bootMarker = "containerd successfully booted"
 
     /// What watch acts on in containerd's log.
     public enum Event: Sendable, Equatable {

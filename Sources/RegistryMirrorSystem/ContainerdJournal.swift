@@ -7,12 +7,6 @@ import Synchronization
 /// request going past a host (`ContainerdLog`), read with libsystemd's sd_journal API
 /// (docs/design.md §6.1). Nothing here writes to the journal or needs a privilege beyond reading it.
 public enum ContainerdJournal {
-    /// One event of containerd's log, with its time (seconds since the epoch).
-    public struct Entry: Sendable {
-        public var time: Double
-        public var event: ContainerdLog.Event
-    }
-
     /// Why the journal could not be read.
     public struct Unreadable: Error, Sendable {
         public var reason: String
@@ -23,7 +17,7 @@ public enum ContainerdJournal {
     static let scanLimit = 200_000
 
     /// The events `unit` logged in the last `window` seconds, oldest first.
-    public static func recent(unit: String, window: Double) -> Result<[Entry], Unreadable> {
+    public static func recent(unit: String, window: Double) -> Result<[ContainerdLog.Event], Unreadable> {
         let journal: Journal
         switch Journal.open(unit: unit) {
         case .success(let opened): journal = opened
@@ -34,13 +28,13 @@ public enum ContainerdJournal {
         clock_gettime(CLOCK_REALTIME, &now)
         let since = max(0, (Double(now.tv_sec) - window) * 1_000_000)
         sd_journal_seek_realtime_usec(journal.handle, UInt64(since))
-        var entries: [Entry] = []
+        var events: [ContainerdLog.Event] = []
         var scanned = 0
         while scanned < scanLimit, sd_journal_next(journal.handle) > 0 {
             scanned += 1
-            if let entry = journal.currentEvent() { entries.append(entry) }
+            if let event = journal.currentEvent() { events.append(event) }
         }
-        return .success(entries)
+        return .success(events)
     }
 
     /// Follows `unit`'s new entries from now on, on a thread of its own (sd_journal_wait blocks), and
@@ -84,13 +78,13 @@ public enum ContainerdJournal {
 
         func close() { sd_journal_close(handle) }
 
-        static let marker = Array("trying next host".utf8)
-        static let bootMarker = Array("containerd successfully booted".utf8)
+        static let marker = Array(ContainerdLog.marker.utf8)
+        static let bootMarker = Array(ContainerdLog.bootMarker.utf8)
 
 
         /// The event the current entry records, if any. The MESSAGE bytes are searched for the
         /// markers before any string is made: most of containerd's lines are something else.
-        func currentEvent() -> Entry? {
+        func currentEvent() -> ContainerdLog.Event? {
             var data: UnsafeRawPointer?
             var length = 0
             guard sd_journal_get_data(handle, "MESSAGE", &data, &length) >= 0, let data, length > 8 else { return nil }
@@ -98,10 +92,7 @@ public enum ContainerdJournal {
             let bytes = UnsafeRawBufferPointer(start: data + 8, count: length - 8)
             guard bytes.firstRange(of: Self.marker) != nil || bytes.firstRange(of: Self.bootMarker) != nil else { return nil }
             let text = String(decoding: bytes, as: UTF8.self)
-            guard let event = ContainerdLog.event(in: text) else { return nil }
-            var usec: UInt64 = 0
-            sd_journal_get_realtime_usec(handle, &usec)
-            return Entry(time: Double(usec) / 1_000_000, event: event)
+            return ContainerdLog.event(in: text)
         }
     }
 
@@ -129,7 +120,7 @@ public enum ContainerdJournal {
             var failures = 0
             while !stopped.load(ordering: .relaxed) {
                 while sd_journal_next(journal.handle) > 0 {
-                    if let entry = journal.currentEvent() { sink.yield(entry.event) }
+                    if let event = journal.currentEvent() { sink.yield(event) }
                 }
                 // Wakes on new entries of any unit (journald tells of changes at most 4 times a
                 // second), rotation or a change of files; after a minute at most, so a stream nobody

@@ -136,10 +136,10 @@ struct Check: AsyncParsableCommand {
     static func recentBypasses(_ config: AgentConfig) -> [HostKey: ContainerdLog.Tally] {
         guard !config.containerdUnit.isEmpty else { return [:] }
         switch ContainerdJournal.recent(unit: config.containerdUnit, window: 15 * 60) {
-        case .success(let entries):
+        case .success(let events):
             return ContainerdLog.tally(
-                entries.compactMap {
-                    if case .bypass(let b) = $0.event { b } else { nil }
+                events.compactMap {
+                    if case .bypass(let b) = $0 { b } else { nil }
                 }, in: config)
         case .failure: return [:]
         }
