@@ -65,6 +65,8 @@ public struct Watcher: Sendable {
     enum Event: Sendable {
         case result(generation: Int, key: HostKey, tracker: HostTracker, changed: Bool)
         case containerd(ContainerdLog.Event)
+        /// What containerd is now, learnt after it started (asking it blocks: never on this loop).
+        case target(ContainerdTarget)
         case reload
         case stop
         case tick
@@ -125,7 +127,10 @@ public struct Watcher: Sendable {
                 case .containerd(.started):
                     // containerd (re)started, perhaps another release: files follow its version.
                     guard let resolveTarget else { continue }
-                    let target = resolveTarget(state.config)
+                    let config = state.config
+                    // Detached: a stop does not wait for the answer (a yield after it goes nowhere).
+                    Task.detached { sink.yield(.target(resolveTarget(config))) }
+                case .target(let target):
                     guard target != state.config.target else { continue }
                     logger.notice("containerd restarted: files are now written for \(target.description)")
                     var config = state.config
