@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import RegistryMirrorCore
 import Testing
 
 // The hosts directory as several agents and accidents see it: one lock per directory whatever the
@@ -12,7 +13,9 @@ import Testing
 /// A config whose registries are all written at once (readiness_probe = false), `hostsPerUpstream`
 /// loopback hosts each (nothing has to listen: they are never probed).
 func writeAtOnceConfig(_ upstreams: [String], hostsPerUpstream: Int = 3) -> String {
-    var toml = ""
+    // Pinned: no asking containerd for its version (an exec of `containerd --version` when no daemon
+    // answers, some 25 ms) shifts the moment these tests aim their kills at.
+    var toml = "containerd_version = \"\(ContainerdVersion.newestKnown)\"\n"
     for (u, upstream) in upstreams.enumerated() {
         toml += "[[registry]]\nupstream = \"\(upstream)\"\nreadiness_probe = false\n"
         if upstream == "_default" { toml += "server = \"https://fallback.example\"\n" }
