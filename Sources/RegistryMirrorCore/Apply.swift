@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// Receives progress for the service manager (sd_notify `STATUS=`). A no-op outside systemd.
 public protocol StatusReporter: Sendable {
@@ -48,12 +49,16 @@ public struct Applier: Sendable {
     public let logger: Logger
     public let clock: AgentClock
     public let random: RandomSource
+    /// Looks Service names up (`[discovery]`); nil: every lookup fails as "no resolver".
+    public let resolver: (any ServiceResolver)?
 
     public init(
         config: AgentConfig, prober: any MirrorProber, store: any HostsStore, logger: Logger,
-        status: any StatusReporter = SilentStatus(), clock: AgentClock = .continuous, random: RandomSource = .system
+        status: any StatusReporter = SilentStatus(), clock: AgentClock = .continuous, random: RandomSource = .system,
+        resolver: (any ServiceResolver)? = nil
     ) {
         self.config = config
+        self.resolver = resolver
         self.prober = prober
         self.files = RegistryFiles(reconciler: HostsReconciler(store: store, logger: logger), logger: logger, retryFailures: false)
         self.status = status
@@ -72,6 +77,7 @@ public struct Applier: Sendable {
 
     enum Event: Sendable {
         case probed(HostKey, HostTracker)
+        case resolved(HostKey, Resolution)
         case deadline
         case stop
     }
@@ -79,14 +85,14 @@ public struct Applier: Sendable {
     /// Runs apply. `stop` yields once when SIGTERM/SIGINT arrive.
     public func run(stop: AsyncStream<Void> = AsyncStream { $0.finish() }) async -> ApplyReport {
         let started = clock.now
-        var state = MirrorState(config: config)
+        var state = MirrorState(config: config, promoteAfter: settings.successThreshold)
         var progress = Progress(registries: config.registries.count)
         var report = ApplyReport()
         report.failed = files.removeUnconfigured(state.config)
 
         for registry in config.registries where !registry.readinessProbe {
             files.carryOut(registry.upstream, in: &state)
-            progress.refresh(registry, in: state)
+            progress.refresh(registry.upstream, in: state)
         }
         guard !progress.allSettled else { return finish(report, state: state, started: started) }
 
@@ -101,12 +107,17 @@ public struct Applier: Sendable {
         reportStatus()
 
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
+        // Addresses a Service name no longer has: their probes stop at their next step.
+        let retired = Retired()
         await withTaskGroup(of: Void.self) { group in
-            for registry in config.registries where registry.readinessProbe {
+            for registry in state.config.registries where registry.readinessProbe {
                 for host in registry.hosts {
                     let key = HostKey(upstream: registry.upstream, url: host.url)
-                    group.addTask { await probeUntilUp(host, key: key, sink: sink) }
+                    group.addTask { await probeUntilUp(host, key: key, retired: retired, sink: sink) }
                 }
+            }
+            for (key, addresses) in state.services {
+                group.addTask { await resolveLoop(addresses.name, key: key, sink: sink) }
             }
             let deadline = config.probe.deadline
             if !deadline.isZero {
@@ -125,10 +136,30 @@ public struct Applier: Sendable {
             loop: for await event in events {
                 switch event {
                 case .probed(let key, let tracker):
-                    guard let previous = state.adopt(key, tracker), let ri = state.registryIndex[key.upstream] else { continue }
+                    guard let previous = state.adopt(key, tracker) else { continue }
                     logResult(key, tracker, previous: previous)
+                    if let update = state.promoteIfPassed(key) {
+                        ServiceLog.changed(update, logger: logger)
+                        retired.add(update.stopped)
+                    }
                     files.carryOut(key.upstream, in: &state)
-                    progress.refresh(config.registries[ri], in: state)
+                    progress.refresh(key.upstream, in: state)
+                    if progress.allSettled { break loop }
+                    reportStatus()
+                case .resolved(let key, let resolution):
+                    let before = state.services[key]?.last
+                    guard let update = state.resolved(key, resolution) else { continue }
+                    ServiceLog.lookup(update, resolution, before: before, logger: logger)
+                    ServiceLog.changed(update, logger: logger)
+                    retired.add(update.stopped)
+                    if update.probed {
+                        for (addressKey, host) in update.started {
+                            retired.remove(addressKey)
+                            group.addTask { await probeUntilUp(host, key: addressKey, retired: retired, sink: sink) }
+                        }
+                    }
+                    files.carryOut(key.upstream, in: &state)
+                    progress.refresh(key.upstream, in: state)
                     if progress.allSettled { break loop }
                     reportStatus()
                 case .deadline:
@@ -169,7 +200,7 @@ public struct Applier: Sendable {
     /// Probes `host` until it is up. While it accepts no connection, attempts overlap on the hedge
     /// interval; once it answers without being up (an HTTP error, a TLS failure), a cache in trouble is
     /// not pressed: one attempt at a time, on the backoff.
-    private func probeUntilUp(_ host: MirrorHost, key: HostKey, sink: AsyncStream<Event>.Continuation) async {
+    private func probeUntilUp(_ host: MirrorHost, key: HostKey, retired: Retired, sink: AsyncStream<Event>.Continuation) async {
         enum Step: Sendable {
             case result(ProbeResult)
             case timer
@@ -198,7 +229,7 @@ public struct Applier: Sendable {
             }
             launch()
             if let hedge { startTimer(hedge) }
-            while let step = await group.next(), !Task.isCancelled {
+            while let step = await group.next(), !Task.isCancelled, !retired.contains(key) {
                 switch step {
                 case .timer:
                     timerPending = false
@@ -229,6 +260,31 @@ public struct Applier: Sendable {
         }
     }
 
+    /// Looks a Service name up until apply ends: on the backoff while it fails (not found, DNS
+    /// unreachable: the host is not ready), every `max_interval` once it has addresses, so a Service
+    /// that moves while apply waits for its old address is followed.
+    private func resolveLoop(_ name: String, key: HostKey, sink: AsyncStream<Event>.Continuation) async {
+        let backoff = Backoff(settings)
+        var failures = 0
+        while !Task.isCancelled {
+            let resolution: Resolution
+            if let resolver, let discovery = config.discovery {
+                resolution = await resolver.resolve(name, using: discovery)
+            } else {
+                resolution = .unreachable("no resolver")
+            }
+            if Task.isCancelled { return }
+            sink.yield(.resolved(key, resolution))
+            if case .addresses = resolution {
+                failures = 0
+                await clock.sleep(for: settings.maxInterval.duration)
+            } else {
+                failures += 1
+                await clock.sleep(for: backoff.delay(attempt: failures, unit: random.unit()))
+            }
+        }
+    }
+
     /// One line when a host comes up, starts failing or fails differently; the attempt count is in each.
     private func logResult(_ key: HostKey, _ tracker: HostTracker, previous: HostTracker?) {
         guard let result = tracker.last else { return }
@@ -256,13 +312,12 @@ public struct Applier: Sendable {
                 report.failed[registry.upstream] = failure
             } else {
                 report.waiting.append(registry.upstream)
-                for host in registry.hosts {
-                    let tracker = state.trackers[HostKey(upstream: registry.upstream, url: host.url)]
-                    let reason = tracker?.last?.reason ?? "not probed yet"
+                for (url, tracker, lookup) in state.reportedHosts(registry.upstream) {
+                    let reason = lookup?.description ?? tracker?.last?.reason ?? "not probed yet"
                     logger.warning(
                         "mirror still down after \(Self.attempts(tracker?.probes ?? 0)): \(reason)",
                         metadata: [
-                            LogKey.upstream: "\(registry.upstream)", LogKey.host: "\(host.url)", LogKey.result: "down",
+                            LogKey.upstream: "\(registry.upstream)", LogKey.host: "\(url)", LogKey.result: "down",
                             LogKey.attempts: "\(tracker?.probes ?? 0)", LogKey.reason: "\(reason)",
                         ])
                 }
@@ -284,9 +339,10 @@ public struct Applier: Sendable {
         let waiting = config.registries.filter { !state.fileInPlace($0.upstream) && state.failed[$0.upstream] == nil }
         if !waiting.isEmpty {
             let parts = waiting.prefix(3).map { registry -> String in
-                let detail = registry.hosts.compactMap { host -> String? in
-                    guard let t = state.trackers[HostKey(upstream: registry.upstream, url: host.url)], let last = t.last else { return nil }
-                    return "\(host.url): \(last.reason), attempt \(t.probes)"
+                let detail = state.reportedHosts(registry.upstream).compactMap { url, t, lookup -> String? in
+                    if let lookup { return "\(url): \(lookup)" }
+                    guard let t, let last = t.last else { return nil }
+                    return "\(url): \(last.reason), attempt \(t.probes)"
                 }
                 return detail.isEmpty ? registry.upstream : "\(registry.upstream) (\(detail.joined(separator: "; ")))"
             }
@@ -319,11 +375,51 @@ struct Progress {
 
     func isSettled(_ upstream: String) -> Bool { settled.contains(upstream) }
 
-    mutating func refresh(_ registry: Registry, in state: MirrorState) {
-        let now =
-            state.failed[registry.upstream] != nil
-            || (state.fileInPlace(registry.upstream) && state.everyHostAnswered(registry))
-        if now { settled.insert(registry.upstream) } else { settled.remove(registry.upstream) }
+    mutating func refresh(_ upstream: String, in state: MirrorState) {
+        let now = state.failed[upstream] != nil || (state.fileInPlace(upstream) && state.everyHostAnswered(upstream))
+        if now { settled.insert(upstream) } else { settled.remove(upstream) }
+    }
+}
+
+/// Keys whose probes stop (apply: addresses a Service name no longer has).
+final class Retired: Sendable {
+    private let keys = Mutex<Set<HostKey>>([])
+    func add(_ list: [HostKey]) { if !list.isEmpty { keys.withLock { $0.formUnion(list) } } }
+    func remove(_ key: HostKey) { _ = keys.withLock { $0.remove(key) } }
+    func contains(_ key: HostKey) -> Bool { keys.withLock { $0.contains(key) } }
+}
+
+/// The log lines of Service names, the same in apply and watch.
+enum ServiceLog {
+    /// A lookup's outcome, when it differs in kind or text from the one before (a Service looked up
+    /// every round would otherwise log every round).
+    static func lookup(_ update: MirrorState.ServiceUpdate, _ resolution: Resolution, before: Resolution?, logger: Logger) {
+        guard resolution != before else { return }
+        var log = logger
+        log[metadataKey: LogKey.service] = "\(update.name)"
+        log[metadataKey: LogKey.upstream] = "\(update.service.upstream)"
+        log[metadataKey: LogKey.host] = "\(update.service.url)"
+        switch resolution {
+        case .addresses:
+            if before == nil || update.change.previous != nil || !update.change.added.isEmpty {
+                log.info("service \(update.name): \(resolution)")
+            }
+        case .notFound, .unreachable:
+            log[metadataKey: LogKey.reason] = "\(resolution)"
+            let keeping = update.current.isEmpty ? "no address known yet: not ready" : "keeping \(update.current.joined(separator: ", "))"
+            log.warning("service \(update.name): \(resolution); \(keeping)")
+        }
+    }
+
+    /// `service address changed 10.96.5.1 -> 10.96.7.2`, when the addresses standing for a name change.
+    static func changed(_ update: MirrorState.ServiceUpdate, logger: Logger) {
+        // The first addresses of a name are the lookup's line; this one is for a move.
+        guard let previous = update.change.previous, !previous.isEmpty else { return }
+        var log = logger
+        log[metadataKey: LogKey.service] = "\(update.name)"
+        log[metadataKey: LogKey.upstream] = "\(update.service.upstream)"
+        log[metadataKey: LogKey.host] = "\(update.service.url)"
+        log.notice("service address changed \(previous.joined(separator: ", ")) -> \(update.current.joined(separator: ", ")) (\(update.name))")
     }
 }
 

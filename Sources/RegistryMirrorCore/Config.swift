@@ -17,6 +17,9 @@ public struct MirrorHost: Sendable, Hashable {
     public var overridePath: Bool?
     /// Header name to values, in the order given.
     public var headers: [(name: String, values: [String])]
+    /// Set on a host made from a Service name (`[discovery]`): the name its address was found under.
+    /// `url` then names the address.
+    public var serviceName: String?
 
     public init(
         url: String, capabilities: [Capability] = [.pull, .resolve], dialTimeout: GoDuration? = .seconds(1),
@@ -37,6 +40,24 @@ public struct MirrorHost: Sendable, Hashable {
         a.url == b.url && a.capabilities == b.capabilities && a.dialTimeout == b.dialTimeout && a.ca == b.ca
             && a.client == b.client && a.skipVerify == b.skipVerify && a.overridePath == b.overridePath
             && a.headers.map(\.name) == b.headers.map(\.name) && a.headers.map(\.values) == b.headers.map(\.values)
+            && a.serviceName == b.serviceName
+    }
+
+    /// The address this host was resolved to, for a host made from a Service name.
+    /// Nil for a Service name that has no address (plan and check show it with its failed lookup).
+    public var address: String? {
+        guard serviceName != nil, let split = HostURL(parsing: url) else { return nil }
+        let host = HostURL.hostPart(split.authority)
+        if host.hasPrefix("[") { return String(host.dropFirst().dropLast()) }
+        return Names.isIPv4(Substring(host)) ? host : nil
+    }
+
+    /// This host at `address`: what the file names and probes reach for a Service name.
+    public func resolved(to address: String, name: String) -> MirrorHost {
+        var host = self
+        host.url = ServiceAddress.url(url, at: address)
+        host.serviceName = name
+        return host
     }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(url) }
@@ -116,6 +137,14 @@ public struct AgentConfig: Sendable, Hashable {
     public var target: ContainerdTarget = .newest
     public var probe = ProbeSettings()
     public var registries: [Registry] = []
+    /// `[discovery]` or `--cluster-dns`: nil, and host names are written as given.
+    public var discovery: Discovery?
 
     public init() {}
+
+    /// The Service name `host` stands for, when discovery is on and its host is under the domain.
+    public func serviceName(of host: MirrorHost) -> String? {
+        guard host.serviceName == nil else { return nil }
+        return discovery?.serviceName(of: host.url)
+    }
 }

@@ -45,14 +45,18 @@ public enum ConfigLoader {
     /// Checks the raw bytes of a config file, then parses and validates it: a file that is not valid
     /// UTF-8, holds a NUL byte (or a `\u0000` escape, which the TOML parser would cut a string at), or
     /// is larger than `maximumFileSize` is refused as a whole. `path` only names the source in messages.
-    public static func load(bytes: some Collection<UInt8>, path: String, mirrors: [String] = []) throws(ConfigError) -> AgentConfig {
+    public static func load(
+        bytes: some Collection<UInt8>, path: String, mirrors: [String] = [], clusterDNS: [String] = []
+    ) throws(ConfigError) -> AgentConfig {
         if let problem = ConfigBytes.problem(bytes, path: path) { throw ConfigError(problems: [problem]) }
-        return try load(toml: String(decoding: bytes, as: UTF8.self), path: path, mirrors: mirrors)
+        return try load(toml: String(decoding: bytes, as: UTF8.self), path: path, mirrors: mirrors, clusterDNS: clusterDNS)
     }
 
     /// Parses and validates text already known to be clean (see `load(bytes:)`); nil: no config file,
     /// positional mirrors only. `path` only names the source in error messages.
-    public static func load(toml: String?, path: String, mirrors: [String] = []) throws(ConfigError) -> AgentConfig {
+    public static func load(
+        toml: String?, path: String, mirrors: [String] = [], clusterDNS: [String] = []
+    ) throws(ConfigError) -> AgentConfig {
         var problems: [ConfigProblem] = []
         var config = AgentConfig()
         if let toml, let problem = ConfigBytes.nulEscapeProblem(toml, path: path) {
@@ -79,9 +83,40 @@ public enum ConfigLoader {
         }
         if problems.isEmpty {
             problems += merge(mirrors: mirrors, into: &config)
+            problems += merge(clusterDNS: clusterDNS, into: &config)
+        }
+        if problems.isEmpty, let discovery = config.discovery, discovery.servers.isEmpty {
+            problems.append(
+                ConfigProblem(
+                    source: path, field: "discovery.dns_servers", message: "names no DNS server",
+                    fix: "write the cluster DNS Service's address, e.g. dns_servers = [\"10.96.0.10\"], or pass --cluster-dns 10.96.0.10"))
         }
         if !problems.isEmpty { throw ConfigError(problems: problems) }
         return config
+    }
+
+    /// `--cluster-dns ADDR[:PORT]` (repeatable): replaces `dns_servers`, and turns discovery on with
+    /// its defaults when the file has no `[discovery]`.
+    static func merge(clusterDNS: [String], into config: inout AgentConfig) -> [ConfigProblem] {
+        guard !clusterDNS.isEmpty else { return [] }
+        var problems: [ConfigProblem] = []
+        var servers: [Discovery.Server] = []
+        for text in clusterDNS {
+            switch Discovery.Server.parse(text) {
+            case .success(let server): servers.append(server)
+            case .failure(let problem):
+                problems.append(
+                    ConfigProblem(
+                        source: commandLine, field: "--cluster-dns \(text)", message: problem.message,
+                        fix: "give the cluster DNS Service's address, e.g. --cluster-dns 10.96.0.10 or --cluster-dns [fd00::a]:53"))
+            }
+        }
+        if problems.isEmpty {
+            var discovery = config.discovery ?? Discovery(servers: [])
+            discovery.servers = servers
+            config.discovery = discovery
+        }
+        return problems
     }
 
     /// Adds positional mirrors: a new upstream becomes a registry with default settings; a known one
@@ -217,7 +252,7 @@ private struct Reader {
     mutating func readRoot(_ root: TOMLTable, into config: inout AgentConfig) {
         rejectUnknownKeys(root, at: "", known: [
                 "hosts_dir", "containerd_config", "containerd_unit", "containerd_address", "containerd_version", "probe",
-                "registry",
+                "discovery", "registry",
             ])
         if let dir = string(root, "hosts_dir", at: "hosts_dir", example: "\"/etc/containerd/certs.d\"") {
             if dir.hasPrefix("/") {
@@ -262,6 +297,9 @@ private struct Reader {
         }
         if let value = root["probe"], let probe = table(value, at: "probe", example: "[probe]") {
             readProbe(probe, into: &config.probe)
+        }
+        if let value = root["discovery"], let t = table(value, at: "discovery", example: "[discovery]") {
+            config.discovery = readDiscovery(t)
         }
         if let value = root["registry"] {
             guard let array = value.array else {
@@ -325,6 +363,44 @@ private struct Reader {
                 "probe.initial_interval", "\(probe.initialInterval) is longer than max_interval \(probe.maxInterval)",
                 "make initial_interval at most max_interval")
         }
+    }
+
+    /// `[discovery]`: the DNS servers to ask, the cluster domain, the time one query may take.
+    mutating func readDiscovery(_ t: TOMLTable) -> Discovery {
+        rejectUnknownKeys(t, at: "discovery", known: ["dns_servers", "domain", "timeout"])
+        var discovery = Discovery(servers: [])
+        if let value = t["dns_servers"], let list = strings(value, at: "discovery.dns_servers", example: "dns_servers = [\"10.96.0.10\"]") {
+            for (i, text) in list.enumerated() {
+                switch Discovery.Server.parse(text) {
+                case .success(let server): discovery.servers.append(server)
+                case .failure(let p):
+                    problem(
+                        "discovery.dns_servers[\(i)]", "\"\(text)\" \(p.message)",
+                        "write the cluster DNS Service's address[:port], e.g. \"10.96.0.10\" or \"[fd00::a]:53\"")
+                }
+            }
+        }
+        if let text = string(t, "domain", at: "discovery.domain", example: "\"cluster.local\"") {
+            var domain = text.lowercased()
+            if domain.hasSuffix(".") { domain.removeLast() }
+            if domain.isEmpty || Names.dnsNameProblem(Substring(domain)) != nil || Names.isIPv4(Substring(domain)) {
+                problem(
+                    "discovery.domain", "\"\(text)\" is not a DNS domain",
+                    "write the cluster's domain, e.g. domain = \"cluster.local\"")
+            } else {
+                discovery.domain = domain
+            }
+        }
+        if let d = duration(t, "timeout", at: "discovery.timeout") {
+            if d < .milliseconds(1) {
+                problem("discovery.timeout", "\(d) is below 1ms", "write e.g. timeout = \"1s\"")
+            } else if d > .seconds(60) {
+                problem("discovery.timeout", "\(d) is longer than a minute", "write e.g. timeout = \"1s\"")
+            } else {
+                discovery.timeout = d
+            }
+        }
+        return discovery
     }
 
     mutating func readRegistry(_ t: TOMLTable, at path: String) -> Registry? {

@@ -48,6 +48,9 @@ public struct HealthReport: Sendable {
         public var inFile: Bool
         /// Requests containerd's log says went past the host in the window `check` read (0 without a log).
         public var bypassed: Int = 0
+        /// The Service name the host was found under, and the address it has (nil: none found).
+        public var name: String?
+        public var address: String?
     }
 
     public struct RegistryHealth: Sendable {
@@ -111,12 +114,12 @@ public struct HealthReport: Sendable {
             guard let result = status.result else {
                 return HostHealth(
                     url: status.host.url, state: .unprobed, reason: "", latencyMilliseconds: nil, inFile: status.inFile,
-                    bypassed: bypassed)
+                    bypassed: bypassed, name: status.host.serviceName, address: status.host.address)
             }
             return HostHealth(
                 url: status.host.url, state: result.isUp ? .up : .down, reason: result.reason,
                 latencyMilliseconds: result.latency.fractionalSeconds * 1000,
-                inFile: status.inFile, bypassed: bypassed)
+                inFile: status.inFile, bypassed: bypassed, name: status.host.serviceName, address: status.host.address)
         }
         let fileState: FileState
         if let conflict = entry.conflict {

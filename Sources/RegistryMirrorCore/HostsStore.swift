@@ -126,6 +126,8 @@ public enum LogKey {
     public static let attempts = "probe_attempts"
     public static let reason = "probe_reason"
     public static let file = "hosts_file"
+    /// The Service name a host was found under (`[discovery]`).
+    public static let service = "registry_service"
 }
 
 extension HostsReconciler {

@@ -7,12 +7,15 @@ public enum MetricsText {
         public var tracker: HostTracker
         /// Requests containerd's log says went past this mirror to the next host.
         public var bypassed: Int
+        /// The Service name the host's address was found under (`service` label), if any.
+        public var service: String?
 
-        public init(upstream: String, url: String, tracker: HostTracker, bypassed: Int = 0) {
+        public init(upstream: String, url: String, tracker: HostTracker, bypassed: Int = 0, service: String? = nil) {
             self.upstream = upstream
             self.url = url
             self.tracker = tracker
             self.bypassed = bypassed
+            self.service = service
         }
     }
 
@@ -27,7 +30,9 @@ public enum MetricsText {
             out += "# HELP \(prefix)_\(name) \(help)\n# TYPE \(prefix)_\(name) \(type)\n"
             for (labels, value) in samples { out += "\(prefix)_\(name){\(labels)} \(value)\n" }
         }
-        func labels(_ h: HostSample) -> String { "upstream=\(quote(h.upstream)),host=\(quote(h.url))" }
+        func labels(_ h: HostSample) -> String {
+            "upstream=\(quote(h.upstream)),host=\(quote(h.url))" + (h.service.map { ",service=\(quote($0))" } ?? "")
+        }
 
         family(
             "mirror_up", "gauge", "1 when the last probe of the mirror answered like a registry, else 0.",

@@ -29,13 +29,15 @@ public enum PlanText {
     }
 
     static func hostLine(_ status: Survey.HostStatus, paint: Paint) -> String {
+        // A Service name's address says which name it stands for.
+        let host = status.host.url + (status.host.address != nil ? " (\(status.host.serviceName ?? ""))" : "")
         guard let result = status.result else {
-            return "\(paint.dim("-   ")) \(status.host.url)  (not probed)"
+            return "\(paint.dim("-   ")) \(host)  (not probed)"
         }
         let latency = result.latency.millisecondsText
         return result.isUp
-            ? "\(paint.green("up  ")) \(status.host.url)  \(result.reason), \(latency)"
-            : "\(paint.red("down")) \(status.host.url)  \(result.reason)"
+            ? "\(paint.green("up  ")) \(host)  \(result.reason), \(latency)"
+            : "\(paint.red("down")) \(host)  \(result.reason)"
     }
 
     static func describe(_ entry: Survey.Entry, paint: Paint) -> String {
@@ -95,7 +97,7 @@ public enum CheckText {
             out += "\(registry.state) \(registry.upstream): file \(registry.fileState) (\(registry.file))\n"
             for finding in registry.findings { out += "  \(finding.state): \(finding.message)\n" }
             for host in registry.hosts {
-                var line = "  host \(host.url): \(host.state)"
+                var line = "  host \(host.url)" + (host.address != nil ? " (\(host.name ?? ""))" : "") + ": \(host.state)"
                 if !host.reason.isEmpty { line += " (\(host.reason)" + (host.latencyMilliseconds.map { ", \(format($0)) ms" } ?? "") + ")" }
                 line += host.inFile ? ", in file" : ", not in file"
                 if host.bypassed > 0 { line += ", containerd went past it \(host.bypassed)x recently" }
@@ -115,7 +117,8 @@ public enum CheckText {
             let hosts = r.hosts.map { h in
                 "{\"url\":\(JSON.string(h.url)),\"state\":\(JSON.string(h.state.rawValue)),\"reason\":\(JSON.string(h.reason)),"
                     + "\"latency_ms\":\(h.latencyMilliseconds.map { format($0) } ?? "null"),\"in_file\":\(h.inFile),"
-                    + "\"bypassed_recently\":\(h.bypassed)}"
+                    + "\"bypassed_recently\":\(h.bypassed),\"name\":\(h.name.map(JSON.string) ?? "null"),"
+                    + "\"address\":\(h.address.map(JSON.string) ?? "null")}"
             }
             return "{\"upstream\":\(JSON.string(r.upstream)),\"file\":\(JSON.string(r.file)),"
                 + "\"file_state\":\(JSON.string(r.fileState.rawValue)),\"state\":\(JSON.string(r.state.description)),"

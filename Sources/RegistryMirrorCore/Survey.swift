@@ -33,18 +33,59 @@ public struct Survey: Sendable {
 
     public var entries: [Entry]
 
-    /// Probes every host of every probed registry once, concurrently.
-    public static func probeAll(_ config: AgentConfig, prober: any MirrorProber) async -> [[ProbeResult?]] {
+    /// The config as plan and check see it: each Service name looked up once and replaced by its
+    /// addresses (`MirrorHost.resolved`); a name with no address stays as it is, with `serviceName` set.
+    public struct Resolved: Sendable {
+        public var config: AgentConfig
+        /// Each Service name host's lookup, by its key as configured.
+        public var lookups: [HostKey: Resolution]
+    }
+
+    /// Looks every Service name up once, concurrently (each name once, however many hosts use it).
+    public static func resolveAll(_ config: AgentConfig, resolver: (any ServiceResolver)?) async -> Resolved {
+        var state = MirrorState(config: config, promoteAfter: 1, keepUnresolved: true)
+        guard let discovery = config.discovery, !state.services.isEmpty else { return Resolved(config: config, lookups: [:]) }
+        let names = Set(state.services.values.map(\.name))
+        var answers: [String: Resolution] = [:]
+        await withTaskGroup(of: (String, Resolution).self) { group in
+            for name in names {
+                group.addTask { (name, await resolver?.resolve(name, using: discovery) ?? .unreachable("no resolver")) }
+            }
+            for await (name, answer) in group { answers[name] = answer }
+        }
+        var lookups: [HostKey: Resolution] = [:]
+        for (key, addresses) in state.services {
+            let answer = answers[addresses.name] ?? .unreachable("no resolver")
+            lookups[key] = answer
+            _ = state.resolved(key, answer)
+        }
+        return Resolved(config: state.config, lookups: lookups)
+    }
+
+    /// Probes every host of every probed registry once, concurrently. A Service name with no address
+    /// is not probed: it is down with its lookup as the reason (whether or not its registry is probed).
+    public static func probeAll(_ resolved: Resolved, prober: any MirrorProber) async -> [[ProbeResult?]] {
+        let config = resolved.config
         var results: [[ProbeResult?]] = config.registries.map { Array(repeating: nil, count: $0.hosts.count) }
         await withTaskGroup(of: (Int, Int, ProbeResult).self) { group in
-            for (ri, registry) in config.registries.enumerated() where registry.readinessProbe {
+            for (ri, registry) in config.registries.enumerated() {
                 for (hi, host) in registry.hosts.enumerated() {
-                    group.addTask { (ri, hi, await prober.probe(host, settings: config.probe)) }
+                    if host.serviceName != nil && host.address == nil {
+                        let lookup = resolved.lookups[HostKey(upstream: registry.upstream, url: host.url)] ?? .unreachable("not looked up")
+                        results[ri][hi] = ProbeResult(state: .down, reason: lookup.description, connected: false)
+                    } else if registry.readinessProbe {
+                        group.addTask { (ri, hi, await prober.probe(host, settings: config.probe)) }
+                    }
                 }
             }
             for await (ri, hi, result) in group { results[ri][hi] = result }
         }
         return results
+    }
+
+    /// `probeAll` for a config with no Service names to look up.
+    public static func probeAll(_ config: AgentConfig, prober: any MirrorProber) async -> [[ProbeResult?]] {
+        await probeAll(Resolved(config: config, lookups: [:]), prober: prober)
     }
 
     /// Sets `results` (from `probeAll`) beside the hosts directory. Reads only.

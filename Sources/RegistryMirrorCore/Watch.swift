@@ -41,13 +41,17 @@ public struct Watcher: Sendable {
     public let random: RandomSource
     /// Learns again which containerd the files are for (its version), when containerd restarts.
     public let resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)?
+    /// Looks Service names up (`[discovery]`); nil: every lookup fails as "no resolver".
+    public let resolver: (any ServiceResolver)?
 
     public init(
         config: AgentConfig, prober: any MirrorProber, store: any HostsStore, notifier: any ServiceNotifier,
         metrics: (any MetricsSink)?, logger: Logger, watchdogInterval: Duration?,
         wallClock: @escaping @Sendable () -> Double, resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)? = nil,
-        reloadConfig: @escaping ConfigSource, clock: AgentClock = .continuous, random: RandomSource = .system
+        reloadConfig: @escaping ConfigSource, clock: AgentClock = .continuous, random: RandomSource = .system,
+        resolver: (any ServiceResolver)? = nil
     ) {
+        self.resolver = resolver
         self.resolveTarget = resolveTarget
         self.wallClock = wallClock
         self.initialConfig = config
@@ -64,6 +68,7 @@ public struct Watcher: Sendable {
 
     enum Event: Sendable {
         case result(generation: Int, key: HostKey, tracker: HostTracker, changed: Bool)
+        case resolved(generation: Int, key: HostKey, Resolution)
         case containerd(ContainerdLog.Event)
         /// What containerd is now, learnt after it started (asking it blocks: never on this loop).
         case target(ContainerdTarget)
@@ -117,7 +122,14 @@ public struct Watcher: Sendable {
                 switch event {
                 case .result(let generation, let key, let tracker, let changed):
                     guard generation == watch.generation else { continue }
-                    handle(key, tracker, changed: changed, state: &state, watch: &watch)
+                    handle(key, tracker, changed: changed, state: &state, watch: &watch, probes: &probes)
+                case .resolved(let generation, let key, let resolution):
+                    guard generation == watch.generation else { continue }
+                    let before = state.services[key]?.last
+                    guard let update = state.resolved(key, resolution) else { continue }
+                    ServiceLog.lookup(update, resolution, before: before, logger: logger)
+                    serviceChanged(update, state: &state, watch: &watch, probes: &probes)
+                    if !watch.firstPassDone { checkFirstPass(state, &watch) }
                 case .containerd(.bypass(let bypass)):
                     for key in ContainerdLog.hosts(named: bypass, in: state.config) {
                         noteBypass(key, bypass, watch: &watch)
@@ -133,7 +145,7 @@ public struct Watcher: Sendable {
                 case .target(let target):
                     guard target != state.config.target else { continue }
                     logger.notice("containerd restarted: files are now written for \(target.description)")
-                    var config = state.config
+                    var config = state.configured
                     config.target = target
                     state.replace(config: config)
                     for registry in config.registries { files.carryOut(registry.upstream, in: &state) }
@@ -167,42 +179,152 @@ public struct Watcher: Sendable {
     /// loop, cancelled and awaited as a whole, and a way to wake each loop.
     struct ProbeTasks {
         let task: Task<Void, Never>
-        fileprivate let wakes: [HostKey: AsyncStream<HostEvent>.Continuation]
+        fileprivate var wakes: [HostKey: AsyncStream<HostEvent>.Continuation]
+        /// Service name host to its lookup loop's queue.
+        fileprivate let lookups: [HostKey: AsyncStream<LookupEvent>.Continuation]
+        /// New probe loops for the generation's task group (a Service's new addresses).
+        fileprivate let additions: AsyncStream<ProbeLoop>.Continuation
+        fileprivate let start: @Sendable (MirrorHost, HostKey) -> ProbeLoop
 
         func cancel() { task.cancel() }
         var value: Void { get async { await task.value } }
         /// The host is suspect: probe it now (unless as many probes as may be are out already).
         func poke(_ key: HostKey) { wakes[key]?.yield(.poke) }
+        /// Look the Service name up now (a probe of its address failed).
+        func lookUp(_ service: HostKey) { lookups[service]?.yield(.ask) }
+
+        /// Probes `host` from now on, in this generation.
+        mutating func add(_ host: MirrorHost, key: HostKey) {
+            guard wakes[key] == nil else { return }
+            let loop = start(host, key)
+            wakes[key] = loop.wake
+            additions.yield(loop)
+        }
+
+        /// Stops probing `key` (an address a Service name no longer has).
+        mutating func retire(_ key: HostKey) {
+            wakes.removeValue(forKey: key)?.yield(.retire)
+        }
+    }
+
+    /// One host's probe loop before it runs: what it probes, its queue, and how to wake it.
+    fileprivate struct ProbeLoop: Sendable {
+        let host: MirrorHost
+        let key: HostKey
+        let seed: HostTracker
+        let events: AsyncStream<HostEvent>
+        let wake: AsyncStream<HostEvent>.Continuation
     }
 
     private func startProbes(_ state: MirrorState, generation: Int, sink: AsyncStream<Event>.Continuation) -> ProbeTasks {
         let settings = state.config.probe
         let rounds = RoundSchedule(interval: settings.watchInterval.duration, random: random)
-        let hosts = state.config.registries.filter(\.readinessProbe).flatMap { registry in
-            registry.hosts.map { (host: $0, key: HostKey(upstream: registry.upstream, url: $0.url)) }
-        }
+        let hosts =
+            state.config.registries.filter(\.readinessProbe).flatMap { registry in
+                registry.hosts.map { (key: HostKey(upstream: registry.upstream, url: $0.url), host: $0) }
+            } + state.candidateHosts
         let seeds = state.trackers
         let ticker = RoundTicker(clock: clock)
-        var streams: [(host: MirrorHost, key: HostKey, events: AsyncStream<HostEvent>, wake: AsyncStream<HostEvent>.Continuation)] = []
-        for (host, key) in hosts {
+        let makeLoop: @Sendable (MirrorHost, HostKey) -> ProbeLoop = { host, key in
             let (events, wake) = AsyncStream.makeStream(of: HostEvent.self)
-            streams.append((host, key, events, wake))
+            return ProbeLoop(host: host, key: key, seed: seeds[key] ?? HostTracker(), events: events, wake: wake)
         }
-        let loops = streams
+        let loops = hosts.map { makeLoop($0.host, $0.key) }
+        let (additions, add) = AsyncStream.makeStream(of: ProbeLoop.self)
+        let services = state.services.map { (key: $0.key, name: $0.value.name, known: !$0.value.current.isEmpty) }
+        var lookups: [HostKey: AsyncStream<LookupEvent>.Continuation] = [:]
+        var lookupLoops: [(key: HostKey, name: String, known: Bool, events: AsyncStream<LookupEvent>, wake: AsyncStream<LookupEvent>.Continuation)] = []
+        for service in services {
+            let (events, wake) = AsyncStream.makeStream(of: LookupEvent.self)
+            lookups[service.key] = wake
+            lookupLoops.append((service.key, service.name, service.known, events, wake))
+        }
+        let discovery = state.configured.discovery
         let task = Task {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await ticker.run() }
-                for (host, key, events, wake) in loops {
-                    let seed = seeds[key] ?? HostTracker()
+                for service in lookupLoops {
                     group.addTask {
-                        await probeLoop(
-                            host, key: key, tracker: seed, settings: settings, rounds: rounds, ticker: ticker,
-                            generation: generation, events: events, wake: wake, sink: sink)
+                        await lookupLoop(
+                            service.name, key: service.key, discovery: discovery, known: service.known, settings: settings,
+                            rounds: rounds, generation: generation, events: service.events, wake: service.wake, sink: sink)
                     }
                 }
+                func run(_ loop: ProbeLoop) {
+                    group.addTask {
+                        await probeLoop(
+                            loop.host, key: loop.key, tracker: loop.seed, settings: settings, rounds: rounds, ticker: ticker,
+                            generation: generation, events: loop.events, wake: loop.wake, sink: sink)
+                    }
+                }
+                for loop in loops { run(loop) }
+                // Ends when the generation is cancelled.
+                for await loop in additions { run(loop) }
             }
         }
-        return ProbeTasks(task: task, wakes: Dictionary(loops.map { ($0.key, $0.wake) }, uniquingKeysWith: { a, _ in a }))
+        return ProbeTasks(
+            task: task, wakes: Dictionary(loops.map { ($0.key, $0.wake) }, uniquingKeysWith: { a, _ in a }), lookups: lookups,
+            additions: add, start: { host, key in makeLoop(host, key) })
+    }
+
+    /// What wakes a Service name's lookup loop: a request (a probe of its address failed), or its timer.
+    fileprivate enum LookupEvent: Sendable {
+        case ask
+        case timer
+    }
+
+    /// One Service name: looked up at each round, and at once when asked (a probe of its address
+    /// failed), at most once per `initial_interval`. While no address is known, a failed lookup is
+    /// retried on the backoff instead of waiting for the round.
+    private func lookupLoop(
+        _ name: String, key: HostKey, discovery: Discovery?, known: Bool, settings: ProbeSettings, rounds: RoundSchedule,
+        generation: Int, events: AsyncStream<LookupEvent>, wake: AsyncStream<LookupEvent>.Continuation,
+        sink: AsyncStream<Event>.Continuation
+    ) async {
+        let backoff = Backoff(settings)
+        let spacing = settings.initialInterval.duration
+        var known = known
+        var failures = 0
+        var iterator = events.makeAsyncIterator()
+        // A name carried over a reload with addresses waits for the round; a new one is looked up now.
+        var due = known ? rounds.next(after: clock.now) : clock.now
+        var lastStart: Duration?
+        var timer: (at: Duration, task: Task<Void, Never>)?
+        while !Task.isCancelled {
+            let now = clock.now
+            if due <= now {
+                lastStart = now
+                let resolution: Resolution
+                if let resolver, let discovery {
+                    resolution = await resolver.resolve(name, using: discovery)
+                } else {
+                    resolution = .unreachable("no resolver")
+                }
+                if Task.isCancelled { break }
+                sink.yield(.resolved(generation: generation, key: key, resolution))
+                if case .addresses = resolution {
+                    known = true
+                    failures = 0
+                } else {
+                    failures += 1
+                }
+                due = known ? rounds.next(after: clock.now) : clock.now + backoff.delay(attempt: failures, unit: random.unit())
+                continue
+            }
+            if timer?.at != due {
+                timer?.task.cancel()
+                let at = due
+                timer = (at, Task {
+                    await clock.sleep(until: at)
+                    if !Task.isCancelled { wake.yield(.timer) }
+                })
+            }
+            guard let event = await iterator.next(), !Task.isCancelled else { break }
+            if case .ask = event, let lastStart {
+                due = min(due, max(clock.now, lastStart + spacing))
+            }
+        }
+        timer?.task.cancel()
     }
 
     /// Counts a bypass of `key`; logs the first of a burst (containerd logs one line per request, and
@@ -227,6 +349,8 @@ public struct Watcher: Sendable {
         case timer(Int)
         case round(Duration)
         case poke
+        /// The host is no longer probed (an address a Service name no longer has).
+        case retire
     }
 
     /// One host: probes go out when `ProbeTiming` says, each in a child task, and results are recorded
@@ -324,6 +448,10 @@ public struct Watcher: Sendable {
                     silenced = launched
                 case .poke:
                     poked = true
+                case .retire:
+                    timer?.task.cancel()
+                    group.cancelAll()
+                    return
                 case .result(let result, let launched):
                     if let i = inFlight.firstIndex(of: launched) { inFlight.remove(at: i) }
                     if silenced == launched { silenced = nil }
@@ -337,8 +465,19 @@ public struct Watcher: Sendable {
         wake.finish()
     }
 
-    private func handle(_ key: HostKey, _ tracker: HostTracker, changed: Bool, state: inout MirrorState, watch: inout WatchProgress) {
+    private func handle(
+        _ key: HostKey, _ tracker: HostTracker, changed: Bool, state: inout MirrorState, watch: inout WatchProgress,
+        probes: inout ProbeTasks
+    ) {
         guard let previous = state.adopt(key, tracker) else { return }
+        if let service = state.owners[key] {
+            if let update = state.promoteIfPassed(key) {
+                serviceChanged(update, state: &state, watch: &watch, probes: &probes)
+            } else if tracker.last?.isUp == false {
+                // The address may be gone with its Service: ask the DNS now rather than at the round.
+                probes.lookUp(service)
+            }
+        }
         watch.lastResultTime = wallClock()
         var log = logger
         log[metadataKey: LogKey.upstream] = "\(key.upstream)"
@@ -379,6 +518,23 @@ public struct Watcher: Sendable {
         }
     }
 
+    /// A Service name's addresses changed: probes follow, the file follows, the log says so.
+    private func serviceChanged(
+        _ update: MirrorState.ServiceUpdate, state: inout MirrorState, watch: inout WatchProgress, probes: inout ProbeTasks
+    ) {
+        guard !update.change.isEmpty else { return }
+        ServiceLog.changed(update, logger: logger)
+        for key in update.stopped { probes.retire(key) }
+        if update.probed {
+            for (key, host) in update.started { probes.add(host, key: key) }
+        }
+        files.carryOut(update.service.upstream, in: &state)
+        if watch.firstPassDone {
+            if notifier.isListening { notifier.status(statusText(state)) }
+            writeMetrics(state, &watch, force: true)
+        }
+    }
+
     /// READY=1 once every probed host has its first result.
     private func checkFirstPass(_ state: MirrorState, _ watch: inout WatchProgress) {
         guard !watch.firstPassDone && state.everyHostDecided else { return }
@@ -408,7 +564,8 @@ public struct Watcher: Sendable {
         watch.lastMetricsWrite = now
         let hosts = state.probedKeys.map { key in
             MetricsText.HostSample(
-                upstream: key.upstream, url: key.url, tracker: state.trackers[key] ?? HostTracker(), bypassed: watch.bypassed[key] ?? 0)
+                upstream: key.upstream, url: key.url, tracker: state.trackers[key] ?? HostTracker(), bypassed: watch.bypassed[key] ?? 0,
+                service: state.owners[key].flatMap { state.services[$0]?.name })
         }
         let files = state.config.registries.map { ($0.upstream, state.fileInPlace($0.upstream)) }
         metrics.write(MetricsText.render(hosts: hosts, filesInPlace: files, timestamp: watch.lastResultTime))

@@ -24,7 +24,7 @@ public enum ConfigResolution {
     }
 
     public static func resolve(
-        configPath: String?, hostsDir: String?, mirrors: [String], requireRegistries: Bool,
+        configPath: String?, hostsDir: String?, mirrors: [String], requireRegistries: Bool, clusterDNS: [String] = [],
         read: (String) throws(ConfigFile.ReadError) -> [UInt8] = { path throws(ConfigFile.ReadError) in try ConfigFile.read(path) }
     ) throws(Failure) -> AgentConfig {
         let path = configPath ?? AgentConfig.defaultPath
@@ -46,9 +46,9 @@ public enum ConfigResolution {
         do {
             loaded =
                 if let bytes {
-                    try ConfigLoader.load(bytes: bytes, path: path, mirrors: mirrors)
+                    try ConfigLoader.load(bytes: bytes, path: path, mirrors: mirrors, clusterDNS: clusterDNS)
                 } else {
-                    try ConfigLoader.load(toml: nil, path: path, mirrors: mirrors)
+                    try ConfigLoader.load(toml: nil, path: path, mirrors: mirrors, clusterDNS: clusterDNS)
                 }
         } catch {
             let lines = error.problems.map { "config: \($0)" }

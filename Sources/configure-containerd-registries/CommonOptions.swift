@@ -18,6 +18,14 @@ struct CommonOptions: ParsableArguments {
     var hostsDir: String?
 
     @Option(
+        name: .customLong("cluster-dns"),
+        help: ArgumentHelp(
+            "The cluster DNS Service's address (repeatable): host names under the cluster domain (discovery.domain, "
+                + "default cluster.local) are looked up there, and files name the address (sets discovery.dns_servers).",
+            valueName: "addr[:port]"))
+    var clusterDNS: [String] = []
+
+    @Option(
         name: .customLong("log-format"),
         help: ArgumentHelp(
             "auto, text, json or journal. auto: the journal when stderr is journald ($JOURNAL_STREAM), else text.",
@@ -46,7 +54,8 @@ struct CommonOptions: ParsableArguments {
     /// the binary: docs/design.md §5.1).
     func load(mirrors: [String], requireRegistries: Bool = true) throws(ConfigResolution.Failure) -> AgentConfig {
         var loaded = try ConfigResolution.resolve(
-            configPath: config, hostsDir: hostsDir, mirrors: mirrors, requireRegistries: requireRegistries)
+            configPath: config, hostsDir: hostsDir, mirrors: mirrors, requireRegistries: requireRegistries,
+            clusterDNS: clusterDNS)
         if requireRegistries { loaded.target = ContainerdDaemon.target(for: loaded) }
         return loaded
     }

@@ -1,0 +1,195 @@
+/// `[discovery]` (docs/design.md §11): host names under `domain` are cluster Service names. The node's
+/// own resolver does not know them, so the agent asks the cluster DNS Service directly and writes the
+/// address it gets into hosts.toml.
+public struct Discovery: Sendable, Hashable {
+    /// A DNS server to ask: an IP address (never a name: nothing could resolve it) and a port.
+    public struct Server: Sendable, Hashable, CustomStringConvertible {
+        /// The address without brackets: `10.96.0.10`, `fd00::a`.
+        public var address: String
+        public var port: Int
+
+        public init(address: String, port: Int = 53) {
+            self.address = address
+            self.port = port
+        }
+
+        /// `10.96.0.10:53`, `[fd00::a]:53`.
+        public var description: String { (address.contains(":") ? "[\(address)]" : address) + ":\(port)" }
+
+        /// `10.96.0.10`, `10.96.0.10:5353`, `fd00::a`, `[fd00::a]:5353`; nil with the reason otherwise.
+        public static func parse(_ text: String) -> Result<Server, Problem> {
+            var host = Substring(text)
+            var port = 53
+            if host.hasPrefix("[") {
+                guard let close = host.firstIndex(of: "]") else { return .failure(Problem("has an unclosed \"[\"")) }
+                let after = host[host.index(after: close)...]
+                host = host[host.index(after: host.startIndex)..<close]
+                if !after.isEmpty {
+                    guard after.hasPrefix(":"), let n = portNumber(after.dropFirst()) else {
+                        return .failure(Problem("has an invalid port after the IPv6 address (1-65535)"))
+                    }
+                    port = n
+                }
+                guard Names.isIPv6(host) else { return .failure(Problem("is not an IPv6 address")) }
+            } else if Names.isIPv6(host) {
+                // A bare IPv6 address: every colon is the address's own.
+            } else {
+                if let colon = host.firstIndex(of: ":") {
+                    guard let n = portNumber(host[host.index(after: colon)...]) else {
+                        return .failure(Problem("has an invalid port (1-65535)"))
+                    }
+                    port = n
+                    host = host[..<colon]
+                }
+                guard Names.isIPv4(host) else {
+                    return .failure(Problem("is not an IP address: the DNS server must be given by address, as the cluster DNS Service's cluster IP"))
+                }
+            }
+            return .success(Server(address: String(host), port: port))
+        }
+
+        private static func portNumber(_ text: Substring) -> Int? {
+            guard !text.isEmpty, text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(text),
+                (1...65535).contains(n)
+            else { return nil }
+            return n
+        }
+    }
+
+    public struct Problem: Error, Sendable, Equatable {
+        public var message: String
+        public init(_ message: String) { self.message = message }
+    }
+
+    public static let defaultDomain = "cluster.local"
+
+    public var servers: [Server]
+    /// Lowercase, without a trailing dot.
+    public var domain: String
+    /// How long one query may take (per server and attempt).
+    public var timeout: GoDuration
+
+    public init(servers: [Server], domain: String = Discovery.defaultDomain, timeout: GoDuration = .seconds(1)) {
+        self.servers = servers
+        self.domain = domain
+        self.timeout = timeout
+    }
+
+    /// The Service name a host URL names, when its host is a DNS name under `domain` (lowercased,
+    /// without a trailing dot); nil for addresses and names outside the domain.
+    public func serviceName(of url: String) -> String? {
+        guard let split = HostURL(parsing: url) else { return nil }
+        let host = HostURL.hostPart(split.authority)
+        guard !host.hasPrefix("["), !Names.isIPv4(Substring(host)) else { return nil }
+        var name = host.lowercased()
+        if name.hasSuffix(".") { name.removeLast() }
+        return name.hasSuffix("." + domain) ? name : nil
+    }
+}
+
+extension HostURL {
+    /// The host of an authority, without the port (IPv6 literals keep their brackets).
+    static func hostPart(_ authority: String) -> String {
+        if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
+            return String(authority[...close])
+        }
+        if let colon = authority.firstIndex(of: ":") { return String(authority[..<colon]) }
+        return authority
+    }
+}
+
+/// What one lookup of a Service name found.
+public enum Resolution: Sendable, Equatable, CustomStringConvertible {
+    /// The name's A and AAAA addresses, in `ServiceAddress.stableOrder`; never empty.
+    case addresses([String])
+    /// The DNS server answered: no such name (NXDOMAIN), or a name with no address.
+    case notFound(String)
+    /// No usable answer: no server answered in time, refused, or failed (SERVFAIL).
+    case unreachable(String)
+
+    public var addresses: [String] {
+        if case .addresses(let list) = self { return list }
+        return []
+    }
+
+    /// What a log line or a probe reason says: `DNS: 10.96.0.5, fd00::5`, `DNS: name not found
+    /// (NXDOMAIN from 10.96.0.10:53)`, `DNS unreachable: no answer from 10.96.0.10:53 within 1s`.
+    public var description: String {
+        switch self {
+        case .addresses(let list): "DNS: " + list.joined(separator: ", ")
+        case .notFound(let why): "DNS: \(why)"
+        case .unreachable(let why): "DNS unreachable: \(why)"
+        }
+    }
+}
+
+/// Looks Service names up through `Discovery.servers` (A and AAAA), never through /etc/resolv.conf.
+/// Implementations return within about `timeout` × servers × attempts, and promptly when cancelled.
+public protocol ServiceResolver: Sendable {
+    func resolve(_ name: String, using discovery: Discovery) async -> Resolution
+}
+
+/// Addresses as the agent orders them, so that a file does not change when a DNS server rotates its
+/// answers: IPv4 before IPv6, each numerically.
+public enum ServiceAddress {
+    public static func stableOrder(_ addresses: [String]) -> [String] {
+        var seen = Set<String>()
+        let unique = addresses.filter { seen.insert($0).inserted }
+        return unique.sorted { a, b in
+            switch (bytes(a), bytes(b)) {
+            case let (x?, y?): x.count != y.count ? x.count < y.count : x.lexicographicallyPrecedes(y)
+            case (nil, _?): false
+            case (_?, nil): true
+            case (nil, nil): a < b
+            }
+        }
+    }
+
+    /// The address's bytes (4 or 16), nil when it is neither an IPv4 nor an IPv6 address.
+    public static func bytes(_ text: String) -> [UInt8]? {
+        let s = Substring(text)
+        if Names.isIPv4(s) { return s.split(separator: ".").map { UInt8($0)! } }
+        guard Names.isIPv6(s) else { return nil }
+        var head: [UInt8] = []
+        var tail: [UInt8] = []
+        let halves = text.components(separatedBy: "::")
+        func groups(_ part: String) -> [UInt8] {
+            guard !part.isEmpty else { return [] }
+            var out: [UInt8] = []
+            for group in part.split(separator: ":") {
+                if group.contains(".") {
+                    out += group.split(separator: ".").map { UInt8($0)! }
+                } else {
+                    let v = UInt16(group, radix: 16)!
+                    out += [UInt8(v >> 8), UInt8(v & 0xFF)]
+                }
+            }
+            return out
+        }
+        head = groups(halves[0])
+        if halves.count == 2 { tail = groups(halves[1]) }
+        return head + Array(repeating: 0, count: 16 - head.count - tail.count) + tail
+    }
+
+    /// `url` with its host replaced by `address` (IPv6 in brackets); port and path stay.
+    public static func url(_ url: String, at address: String) -> String {
+        guard let split = HostURL(parsing: url) else { return url }
+        let host = HostURL.hostPart(split.authority)
+        let port = split.authority.dropFirst(host.count)
+        let literal = address.contains(":") ? "[\(address)]" : address
+        return split.scheme + "://" + literal + port + split.path
+    }
+}
+
+extension String {
+    fileprivate func components(separatedBy separator: String) -> [String] {
+        var parts: [String] = []
+        var rest = Substring(self)
+        while let range = rest.firstRange(of: separator) {
+            parts.append(String(rest[..<range.lowerBound]))
+            rest = rest[range.upperBound...]
+        }
+        parts.append(String(rest))
+        return parts
+    }
+}

@@ -1,0 +1,371 @@
+import Logging
+import Synchronization
+import Testing
+
+@testable import RegistryMirrorCore
+
+/// A resolver whose answers the test sets and changes while the agent runs.
+final class SettableResolver: ServiceResolver, Sendable {
+    private let answers = Mutex<[String: Resolution]>([:])
+    private let calls = Mutex<[String: Int]>([:])
+
+    init(_ answers: [String: Resolution] = [:]) { self.answers.withLock { $0 = answers } }
+
+    func set(_ name: String, _ answer: Resolution) { answers.withLock { $0[name] = answer } }
+    func count(_ name: String) -> Int { calls.withLock { $0[name, default: 0] } }
+
+    func resolve(_ name: String, using discovery: Discovery) async -> Resolution {
+        calls.withLock { $0[name, default: 0] += 1 }
+        return answers.withLock { $0[name] } ?? .notFound("name not found (NXDOMAIN from test)")
+    }
+}
+
+/// A prober whose answer per URL the test sets and changes while the agent runs; unset URLs refuse.
+final class SettableProber: MirrorProber, Sendable {
+    private let up = Mutex<Set<String>>([])
+    private let calls = Mutex<[String: Int]>([:])
+
+    init(up: Set<String> = []) { self.up.withLock { $0 = up } }
+
+    func set(_ url: String, up isUp: Bool) { _ = up.withLock { isUp ? $0.insert(url).inserted : $0.remove(url) != nil } }
+    func count(_ url: String) -> Int { calls.withLock { $0[url, default: 0] } }
+
+    func probe(_ host: MirrorHost, settings: ProbeSettings) async -> ProbeResult {
+        calls.withLock { $0[host.url, default: 0] += 1 }
+        try? await Task.sleep(for: .milliseconds(1))
+        return up.withLock { $0.contains(host.url) }
+            ? ProbeResult(state: .up, reason: "HTTP 200") : ProbeResult(state: .down, reason: "connection refused", connected: false)
+    }
+}
+
+@Suite("Discovery")
+struct DiscoveryTests {
+    static let name = "registry-docker-io.kube-system.svc.cluster.local"
+    static let url = "http://\(name):5000"
+    static let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+    static func config(_ urls: [String] = [url], readinessProbe: Bool = true) -> AgentConfig {
+        var c = AgentConfig()
+        c.discovery = Discovery(servers: [.init(address: "127.0.0.1", port: 5353)])
+        c.registries = [Registry(upstream: "docker.io", readinessProbe: readinessProbe, hosts: urls.map { MirrorHost(url: $0) })]
+        c.probe.initialInterval = .milliseconds(5)
+        c.probe.maxInterval = .milliseconds(10)
+        c.probe.watchInterval = .milliseconds(20)
+        c.target = ContainerdTarget(version: ContainerdVersion(2, 1, 9), source: "test")
+        return c
+    }
+
+    static func hosts(in text: String?) -> [String] {
+        guard let text else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            guard line.hasPrefix("[host.\""), let end = line.dropFirst(7).firstIndex(of: "\"") else { return nil }
+            return String(line[line.index(line.startIndex, offsetBy: 7)..<end])
+        }
+    }
+
+    // MARK: config
+
+    @Test("[discovery] is read: servers with and without ports, IPv6, domain lowercased without its dot")
+    func readsDiscovery() throws {
+        let config = try ConfigLoader.load(
+            toml: """
+                [discovery]
+                dns_servers = ["10.96.0.10", "10.96.0.11:5353", "[fd00::a]:53", "fd00::b"]
+                domain = "Cluster.Local."
+                timeout = "500ms"
+                [[registry]]
+                upstream = "docker.io"
+                [[registry.host]]
+                url = "\(Self.url)"
+                """, path: "c.toml")
+        let d = try #require(config.discovery)
+        #expect(d.servers.map(\.description) == ["10.96.0.10:53", "10.96.0.11:5353", "[fd00::a]:53", "[fd00::b]:53"])
+        #expect(d.domain == "cluster.local")
+        #expect(d.timeout == .milliseconds(500))
+        #expect(config.serviceName(of: config.registries[0].hosts[0]) == Self.name)
+    }
+
+    @Test("bad [discovery] values are refused with the field and a fix", arguments: [
+        ("dns_servers = [\"kube-dns.kube-system\"]", "discovery.dns_servers[0]", "is not an IP address"),
+        ("dns_servers = [\"10.96.0.10:0\"]", "discovery.dns_servers[0]", "invalid port"),
+        ("dns_servers = [\"[fd00::a\"]", "discovery.dns_servers[0]", "unclosed"),
+        ("dns_servers = []", "discovery.dns_servers", "names no DNS server"),
+        ("domain = \"cluster..local\"\ndns_servers = [\"10.96.0.10\"]", "discovery.domain", "is not a DNS domain"),
+        ("timeout = \"0s\"\ndns_servers = [\"10.96.0.10\"]", "discovery.timeout", "below 1ms"),
+        ("dns_server = [\"10.96.0.10\"]", "discovery.dns_server", "did you mean \"dns_servers\""),
+    ])
+    func refusesBadDiscovery(line: String, field: String, message: String) {
+        let toml = "[discovery]\n\(line)\n[[registry]]\nupstream = \"docker.io\"\n[[registry.host]]\nurl = \"\(Self.url)\"\n"
+        #expect {
+            _ = try ConfigLoader.load(toml: toml, path: "c.toml")
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains(field) && text.contains(message)
+        }
+    }
+
+    @Test("--cluster-dns turns discovery on (domain cluster.local) or replaces the file's servers; a bad one is a usage error")
+    func clusterDNSOption() throws {
+        let plain = try ConfigLoader.load(toml: nil, path: "c.toml", mirrors: ["docker.io,\(Self.url)"], clusterDNS: ["127.0.0.1:5353"])
+        #expect(plain.discovery == Discovery(servers: [.init(address: "127.0.0.1", port: 5353)]))
+        let replaced = try ConfigLoader.load(
+            toml: "[discovery]\ndns_servers = [\"10.96.0.10\"]\ndomain = \"k8s.example\"\n", path: "c.toml",
+            mirrors: ["docker.io,\(Self.url)"], clusterDNS: ["[::1]:53"])
+        #expect(replaced.discovery?.servers.map(\.description) == ["[::1]:53"])
+        #expect(replaced.discovery?.domain == "k8s.example")
+        #expect {
+            _ = try ConfigLoader.load(toml: nil, path: "c.toml", mirrors: ["docker.io,\(Self.url)"], clusterDNS: ["dns.local"])
+        } throws: { error in
+            (error as? ConfigError)?.isUsageError == true && "\(error)".contains("--cluster-dns dns.local")
+        }
+    }
+
+    @Test("only names under the domain are Service names; addresses and other names are written as given")
+    func serviceNames() {
+        let d = Discovery(servers: [.init(address: "10.96.0.10")])
+        #expect(d.serviceName(of: "http://Registry.Kube-System.svc.Cluster.local:5000/v2") == "registry.kube-system.svc.cluster.local")
+        #expect(d.serviceName(of: "http://cluster.local:5000") == nil)
+        #expect(d.serviceName(of: "http://mirror.example.com:5000") == nil)
+        #expect(d.serviceName(of: "http://notcluster.local:5000") == nil)
+        #expect(d.serviceName(of: "http://10.96.0.5:5000") == nil)
+        #expect(d.serviceName(of: "http://[fd00::5]:5000") == nil)
+    }
+
+    @Test("addresses: IPv4 before IPv6, numerically, duplicates once; URLs keep port and path")
+    func addressOrder() {
+        #expect(
+            ServiceAddress.stableOrder(["10.0.0.10", "fd00::2", "10.0.0.9", "fd00::1:0", "10.0.0.9", "::ffff:1.2.3.4"])
+                == ["10.0.0.9", "10.0.0.10", "::ffff:1.2.3.4", "fd00::2", "fd00::1:0"])
+        #expect(ServiceAddress.url("http://svc.ns.svc.cluster.local:5000/v2/x", at: "10.0.0.5") == "http://10.0.0.5:5000/v2/x")
+        #expect(ServiceAddress.url("https://svc.ns.svc.cluster.local", at: "fd00::5") == "https://[fd00::5]")
+        let host = MirrorHost(url: Self.url).resolved(to: "fd00::5", name: Self.name)
+        #expect(host.url == "http://[fd00::5]:5000" && host.address == "fd00::5" && host.serviceName == Self.name)
+    }
+
+    // MARK: the addresses of one name
+
+    @Test("a Service that moves: the old address stays until the new one passed; a failed lookup changes nothing")
+    func serviceMoves() {
+        var s = ServiceAddresses(name: Self.name)
+        #expect(s.isPending)
+        #expect(s.record(.unreachable("no answer")).isEmpty)
+        #expect(s.isPending)
+        var change = s.record(.addresses(["10.0.0.1"]))
+        #expect(s.current == ["10.0.0.1"] && change.added == ["10.0.0.1"] && change.previous == [])
+        // The record moves: the new address is a candidate; the old one is still the name's.
+        change = s.record(.addresses(["10.0.0.2"]))
+        #expect(s.current == ["10.0.0.1"] && s.candidates == ["10.0.0.2"] && change.added == ["10.0.0.2"] && change.previous == nil)
+        // DNS down meanwhile: nothing changes.
+        #expect(s.record(.unreachable("no answer")).isEmpty)
+        #expect(s.record(.notFound("NXDOMAIN")).isEmpty)
+        #expect(s.current == ["10.0.0.1"] && !s.isPending)
+        change = s.passed("10.0.0.2")
+        #expect(s.current == ["10.0.0.2"] && s.candidates.isEmpty && change.dropped == ["10.0.0.1"] && change.previous == ["10.0.0.1"])
+        #expect(s.passed("10.0.0.9").isEmpty)
+    }
+
+    @Test("a headless Service: addresses still named stay, new ones wait, one no longer named goes at once")
+    func headless() {
+        var s = ServiceAddresses(name: Self.name)
+        _ = s.record(.addresses(["10.0.0.1", "10.0.0.3"]))
+        var change = s.record(.addresses(["10.0.0.3", "10.0.0.2"]))
+        #expect(s.current == ["10.0.0.3"] && s.candidates == ["10.0.0.2"])
+        #expect(change.dropped == ["10.0.0.1"] && change.added == ["10.0.0.2"] && change.previous == ["10.0.0.1", "10.0.0.3"])
+        change = s.passed("10.0.0.2")
+        #expect(s.current == ["10.0.0.2", "10.0.0.3"] && change.dropped.isEmpty)
+        // A name that stops resolving keeps its last addresses.
+        _ = s.record(.notFound("NXDOMAIN"))
+        #expect(s.current == ["10.0.0.2", "10.0.0.3"])
+    }
+
+    @Test("two names (or a name and its own address) with one address make one host in the file")
+    func duplicateAddressOnce() async {
+        let other = "http://registry-b.kube-system.svc.cluster.local:5000"
+        let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"]), "registry-b.kube-system.svc.cluster.local": .addresses(["10.0.0.1"])])
+        let prober = SettableProber(up: ["http://10.0.0.1:5000"])
+        let store = MemoryStore()
+        let report = await Applier(
+            config: Self.config([Self.url, other, "http://10.0.0.1:5000"]), prober: prober, store: store, logger: Self.logger,
+            resolver: resolver
+        ).run()
+        #expect(report.exitStatus == .ok)
+        #expect(Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"])
+    }
+
+    // MARK: apply
+
+    @Test("apply: the file names the address the name resolves to; probes go to the address")
+    func applyResolves() async {
+        let resolver = SettableResolver([Self.name: .addresses(["10.0.0.2", "10.0.0.1"])])
+        let prober = SettableProber(up: ["http://10.0.0.1:5000", "http://10.0.0.2:5000"])
+        let store = MemoryStore()
+        let report = await Applier(config: Self.config(), prober: prober, store: store, logger: Self.logger, resolver: resolver).run()
+        #expect(report.exitStatus == .ok)
+        #expect(Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000", "http://10.0.0.2:5000"])
+        #expect(prober.count(Self.url) == 0)
+    }
+
+    @Test("apply: NXDOMAIN, then the record appears: apply waits, then writes")
+    func applyWaitsForRecord() async {
+        let resolver = SettableResolver()
+        let prober = SettableProber(up: ["http://10.0.0.1:5000"])
+        let store = MemoryStore()
+        let run = Task { await Applier(config: Self.config(), prober: prober, store: store, logger: Self.logger, resolver: resolver).run() }
+        #expect(await eventuallyTrue { resolver.count(Self.name) >= 3 })
+        #expect(store.content("docker.io") == nil)
+        resolver.set(Self.name, .addresses(["10.0.0.1"]))
+        let report = await run.value
+        #expect(report.exitStatus == .ok)
+        #expect(Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"])
+    }
+
+    @Test("apply: DNS unreachable is not ready, retried on the backoff until the deadline; the reason says which")
+    func applyDNSUnreachable() async {
+        let resolver = SettableResolver([Self.name: .unreachable("no answer from 127.0.0.1:5353 within 1s")])
+        var config = Self.config()
+        config.probe.deadline = .milliseconds(200)
+        let report = await Applier(config: config, prober: SettableProber(), store: MemoryStore(), logger: Self.logger, resolver: resolver).run()
+        #expect(report.exitStatus == .deadlineReached)
+        #expect(report.waiting == ["docker.io"])
+        #expect(resolver.count(Self.name) >= 5)
+        let applier = Applier(config: config, prober: SettableProber(), store: MemoryStore(), logger: Self.logger)
+        var state = MirrorState(config: config)
+        _ = state.resolved(HostKey(upstream: "docker.io", url: Self.url), .unreachable("no answer from 127.0.0.1:5353 within 1s"))
+        #expect(applier.statusText(state).contains("\(Self.url): DNS unreachable: no answer from 127.0.0.1:5353 within 1s"))
+    }
+
+    @Test("without [discovery], a name under cluster.local is written as given")
+    func noDiscovery() async {
+        var config = Self.config()
+        config.discovery = nil
+        let prober = SettableProber(up: [Self.url])
+        let store = MemoryStore()
+        let report = await Applier(config: config, prober: prober, store: store, logger: Self.logger, resolver: SettableResolver()).run()
+        #expect(report.exitStatus == .ok)
+        #expect(Self.hosts(in: store.content("docker.io")) == [Self.url])
+    }
+
+    @Test("readiness_probe = false: the file names the address as soon as the name resolves, with no probe")
+    func unprobedRegistry() async {
+        let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
+        let prober = SettableProber()
+        let store = MemoryStore()
+        let report = await Applier(
+            config: Self.config(readinessProbe: false), prober: prober, store: store, logger: Self.logger, resolver: resolver
+        ).run()
+        #expect(report.exitStatus == .ok)
+        #expect(Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"])
+        #expect(prober.count("http://10.0.0.1:5000") == 0)
+    }
+
+    // MARK: watch
+
+    /// Runs a watcher (real clock, short intervals) until `done` holds or 30 s pass.
+    func watch(
+        _ config: AgentConfig, prober: SettableProber, resolver: SettableResolver, store: MemoryStore,
+        steps: [(condition: @Sendable () -> Bool, then: @Sendable () -> Void)]
+    ) async -> [Bool] {
+        let watcher = Watcher(
+            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: nil, logger: Self.logger,
+            watchdogInterval: nil, wallClock: { 0 }, reloadConfig: { .failure(.init(lines: [])) }, resolver: resolver)
+        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
+        let (hangup, _) = AsyncStream.makeStream(of: Void.self)
+        let task = Task { await watcher.run(stop: stop, hangup: hangup) }
+        var seen: [Bool] = []
+        for step in steps {
+            let ok = await eventuallyTrue(step.condition)
+            seen.append(ok)
+            if !ok { break }
+            step.then()
+        }
+        trigger.yield()
+        #expect(await task.value == .ok)
+        return seen
+    }
+
+    @Test("watch: the record moves to a second cache and the first dies: the file follows, after success_threshold good probes")
+    func watchFollowsMove() async {
+        let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
+        let prober = SettableProber(up: ["http://10.0.0.1:5000", "http://10.0.0.2:5000"])
+        let store = MemoryStore()
+        let moved = Mutex<(probes: Int, at: ContinuousClock.Instant)>((0, .now))
+        let seen = await watch(
+            Self.config(), prober: prober, resolver: resolver, store: store,
+            steps: [
+                ({ Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"] }, {
+                    prober.set("http://10.0.0.1:5000", up: false)
+                    resolver.set(Self.name, .addresses(["10.0.0.2"]))
+                }),
+                ({ Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.2:5000"] }, {
+                    moved.withLock { $0 = (prober.count("http://10.0.0.1:5000"), .now) }
+                }),
+                ({ ContinuousClock.now >= moved.withLock { $0.at } + .milliseconds(200) }, {}),
+            ])
+        #expect(seen == [true, true, true])
+        #expect(prober.count("http://10.0.0.2:5000") >= 2)
+        // The old address is no longer probed (but for one that was out already).
+        #expect(prober.count("http://10.0.0.1:5000") <= moved.withLock { $0.probes } + 1)
+    }
+
+    @Test("watch: a new address that does not answer never replaces the old one, which keeps working")
+    func watchNewAddressMustPass() async {
+        let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
+        let prober = SettableProber(up: ["http://10.0.0.1:5000"])
+        let store = MemoryStore()
+        let seen = await watch(
+            Self.config(), prober: prober, resolver: resolver, store: store,
+            steps: [
+                ({ Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"] }, {
+                    resolver.set(Self.name, .addresses(["10.0.0.2"]))
+                }),
+                ({ prober.count("http://10.0.0.2:5000") >= 10 }, {}),
+            ])
+        #expect(seen == [true, true])
+        #expect(Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"])
+    }
+
+    @Test("watch: DNS unreachable or the name gone: the file keeps the working mirror, which is still probed")
+    func watchKeepsAddressWhileDNSDown() async {
+        let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
+        let prober = SettableProber(up: ["http://10.0.0.1:5000"])
+        let store = MemoryStore()
+        let probesAt = Mutex(0)
+        let seen = await watch(
+            Self.config(), prober: prober, resolver: resolver, store: store,
+            steps: [
+                ({ Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"] }, {
+                    resolver.set(Self.name, .unreachable("no answer"))
+                    probesAt.withLock { $0 = prober.count("http://10.0.0.1:5000") }
+                }),
+                ({ resolver.count(Self.name) >= 10 && prober.count("http://10.0.0.1:5000") >= probesAt.withLock { $0 } + 5 }, {
+                    resolver.set(Self.name, .notFound("NXDOMAIN"))
+                }),
+                ({ resolver.count(Self.name) >= 20 }, {}),
+            ])
+        #expect(seen == [true, true, true])
+        #expect(Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"])
+    }
+
+    // MARK: plan and check
+
+    @Test("plan and check: name and address side by side; a name that does not resolve is down with the lookup as reason")
+    func surveyShowsNameAndAddress() async throws {
+        let other = "http://registry-quay-io.kube-system.svc.cluster.local:5000"
+        let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
+        let resolved = await Survey.resolveAll(Self.config([Self.url, other]), resolver: resolver)
+        #expect(resolved.config.registries[0].hosts.map(\.url) == ["http://10.0.0.1:5000", other])
+        let results = await Survey.probeAll(resolved, prober: SettableProber(up: ["http://10.0.0.1:5000"]))
+        #expect(results[0][1]?.reason == "DNS: name not found (NXDOMAIN from test)")
+        let survey = try Survey.make(config: resolved.config, results: results, store: MemoryStore())
+        #expect(Self.hosts(in: survey.entries[0].desired) == ["http://10.0.0.1:5000"])
+        let report = HealthReport.evaluate(
+            survey, containerd: SurveyKit.readsHostsDir, hostsDir: SurveyKit.hostsDir)
+        let json = CheckText.json(report)
+        #expect(json.contains("\"url\":\"http://10.0.0.1:5000\"") && json.contains("\"name\":\"\(Self.name)\",\"address\":\"10.0.0.1\""))
+        #expect(json.contains("\"name\":\"registry-quay-io.kube-system.svc.cluster.local\",\"address\":null"))
+        #expect(CheckText.render(report).contains("host http://10.0.0.1:5000 (\(Self.name)): up"))
+        let plan = PlanText.render(survey, color: false, target: Self.config().target).text
+        #expect(plan.contains("http://10.0.0.1:5000 (\(Self.name))"))
+        #expect(plan.contains("\(other)  DNS: name not found"))
+    }
+}
