@@ -153,7 +153,7 @@ public struct Applier: Sendable {
                     ServiceLog.changed(update, logger: logger)
                     retired.add(update.stopped)
                     if update.probed {
-                        for (addressKey, host) in update.started {
+                        for (addressKey, host, _) in update.started {
                             retired.remove(addressKey)
                             group.addTask { await probeUntilUp(host, key: addressKey, retired: retired, sink: sink) }
                         }

@@ -15,6 +15,14 @@ public struct HostTracker: Sendable, Equatable {
 
     public init() {}
 
+    /// A host that must prove itself before it goes in: out until `success_threshold` good probes in a
+    /// row (a Service name's new address), and probed as an out host that answers, `initial_interval` apart.
+    public static var candidate: HostTracker {
+        var tracker = HostTracker()
+        tracker.inFile = false
+        return tracker
+    }
+
     /// Records a result; returns true when `inFile` changed.
     public mutating func record(_ result: ProbeResult, settings: ProbeSettings) -> Bool {
         probes += 1

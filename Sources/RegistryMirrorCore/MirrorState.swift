@@ -175,8 +175,9 @@ struct MirrorState {
         var service: HostKey
         var name: String
         var change: ServiceAddresses.Change
-        /// The hosts now probed, with their keys.
-        var started: [(key: HostKey, host: MirrorHost)]
+        /// The hosts now probed, with their keys and the tracker each starts from (a candidate's is
+        /// `HostTracker.candidate`: out until it has passed).
+        var started: [(key: HostKey, host: MirrorHost, seed: HostTracker)]
         var stopped: [HostKey]
         var current: [String]
         var probed: Bool
@@ -208,7 +209,8 @@ struct MirrorState {
             service: service, name: addresses.name, change: change,
             started: change.added.map { address in
                 let resolved = host.resolved(to: address, name: addresses.name)
-                return (HostKey(upstream: service.upstream, url: resolved.url), resolved)
+                let seed = addresses.candidates.contains(address) ? HostTracker.candidate : HostTracker()
+                return (HostKey(upstream: service.upstream, url: resolved.url), resolved, seed)
             },
             stopped: change.dropped.map { HostKey(upstream: service.upstream, url: ServiceAddress.url(service.url, at: $0)) },
             current: addresses.current, probed: registry.readinessProbe)
@@ -228,7 +230,8 @@ struct MirrorState {
         return host.resolved(to: address, name: addresses.name)
     }
 
-    /// Candidate addresses (probed, not in files yet) of every Service name, with their hosts.
+    /// Candidate addresses (probed, not in files yet) of every Service name, with their hosts. Their
+    /// trackers are kept (a reload carries them over).
     var candidateHosts: [(key: HostKey, host: MirrorHost)] {
         owners.keys.filter { !filedKeys.contains($0) }.sorted { $0.description < $1.description }.compactMap { key in
             addressHost(key).map { (key, $0) }

@@ -112,7 +112,8 @@ public struct Watcher: Sendable {
             }
             _ = files.removeUnconfigured(state.config)
             for registry in state.config.registries where !registry.readinessProbe { files.carryOut(registry.upstream, in: &state) }
-            logger.notice("watch: probing \(state.probedHosts) mirrors of \(state.config.registries.count) registries")
+            let names = state.services.isEmpty ? "" : " (and looking up \(state.services.count) Service name\(state.services.count == 1 ? "" : "s"))"
+            logger.notice("watch: probing \(state.probedHosts) mirrors of \(state.config.registries.count) registries\(names)")
             // Nothing to probe (every registry has readiness_probe = false): the first pass is already over.
             checkFirstPass(state, &watch)
             // One task group per config generation: a reload cancels it and waits for its probes to end.
@@ -184,7 +185,7 @@ public struct Watcher: Sendable {
         fileprivate let lookups: [HostKey: AsyncStream<LookupEvent>.Continuation]
         /// New probe loops for the generation's task group (a Service's new addresses).
         fileprivate let additions: AsyncStream<ProbeLoop>.Continuation
-        fileprivate let start: @Sendable (MirrorHost, HostKey) -> ProbeLoop
+        fileprivate let start: @Sendable (MirrorHost, HostKey, HostTracker) -> ProbeLoop
 
         func cancel() { task.cancel() }
         var value: Void { get async { await task.value } }
@@ -194,9 +195,9 @@ public struct Watcher: Sendable {
         func lookUp(_ service: HostKey) { lookups[service]?.yield(.ask) }
 
         /// Probes `host` from now on, in this generation.
-        mutating func add(_ host: MirrorHost, key: HostKey) {
+        mutating func add(_ host: MirrorHost, key: HostKey, seed: HostTracker) {
             guard wakes[key] == nil else { return }
-            let loop = start(host, key)
+            let loop = start(host, key, seed)
             wakes[key] = loop.wake
             additions.yield(loop)
         }
@@ -221,15 +222,15 @@ public struct Watcher: Sendable {
         let rounds = RoundSchedule(interval: settings.watchInterval.duration, random: random)
         let hosts =
             state.config.registries.filter(\.readinessProbe).flatMap { registry in
-                registry.hosts.map { (key: HostKey(upstream: registry.upstream, url: $0.url), host: $0) }
-            } + state.candidateHosts
+                registry.hosts.map { (key: HostKey(upstream: registry.upstream, url: $0.url), host: $0, seed: HostTracker?.none) }
+            } + state.candidateHosts.map { ($0.key, $0.host, state.trackers[$0.key] ?? HostTracker.candidate) }
         let seeds = state.trackers
         let ticker = RoundTicker(clock: clock)
-        let makeLoop: @Sendable (MirrorHost, HostKey) -> ProbeLoop = { host, key in
+        let makeLoop: @Sendable (MirrorHost, HostKey, HostTracker?) -> ProbeLoop = { host, key, seed in
             let (events, wake) = AsyncStream.makeStream(of: HostEvent.self)
-            return ProbeLoop(host: host, key: key, seed: seeds[key] ?? HostTracker(), events: events, wake: wake)
+            return ProbeLoop(host: host, key: key, seed: seed ?? seeds[key] ?? HostTracker(), events: events, wake: wake)
         }
-        let loops = hosts.map { makeLoop($0.host, $0.key) }
+        let loops = hosts.map { makeLoop($0.host, $0.key, $0.seed) }
         let (additions, add) = AsyncStream.makeStream(of: ProbeLoop.self)
         let services = state.services.map { (key: $0.key, name: $0.value.name, known: !$0.value.current.isEmpty) }
         var lookups: [HostKey: AsyncStream<LookupEvent>.Continuation] = [:]
@@ -264,7 +265,7 @@ public struct Watcher: Sendable {
         }
         return ProbeTasks(
             task: task, wakes: Dictionary(loops.map { ($0.key, $0.wake) }, uniquingKeysWith: { a, _ in a }), lookups: lookups,
-            additions: add, start: { host, key in makeLoop(host, key) })
+            additions: add, start: { host, key, seed in makeLoop(host, key, seed) })
     }
 
     /// What wakes a Service name's lookup loop: a request (a probe of its address failed), or its timer.
@@ -526,7 +527,7 @@ public struct Watcher: Sendable {
         ServiceLog.changed(update, logger: logger)
         for key in update.stopped { probes.retire(key) }
         if update.probed {
-            for (key, host) in update.started { probes.add(host, key: key) }
+            for (key, host, seed) in update.started { probes.add(host, key: key, seed: seed) }
         }
         files.carryOut(update.service.upstream, in: &state)
         if watch.firstPassDone {
