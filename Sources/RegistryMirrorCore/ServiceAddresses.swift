@@ -21,6 +21,11 @@ public struct ServiceAddresses: Sendable, Equatable {
         public var isEmpty: Bool { added.isEmpty && dropped.isEmpty && previous == nil }
     }
 
+    /// At most this many addresses of one name are used (the first in stable order): containerd tries
+    /// hosts one after the other, and a headless Service of a hundred pods must not make a file of a
+    /// hundred hosts.
+    public static let maximumAddresses = 16
+
     public let name: String
     /// The addresses that stand for the name, in `ServiceAddress.stableOrder`.
     public private(set) var current: [String] = []
@@ -53,7 +58,7 @@ public struct ServiceAddresses: Sendable, Equatable {
             return Change()
         }
         // The stable order whatever the resolver did: a file must not change when answers rotate.
-        let found = ServiceAddress.stableOrder(answered)
+        let found = Array(ServiceAddress.stableOrder(answered).prefix(Self.maximumAddresses))
         failures = 0
         answer = found
         let before = current

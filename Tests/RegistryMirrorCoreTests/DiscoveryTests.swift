@@ -178,6 +178,14 @@ struct DiscoveryTests {
         #expect(s.current == ["10.0.0.2", "10.0.0.3"])
     }
 
+    @Test("a headless Service of 200 pods gives the first 16 addresses in stable order, not 200 hosts")
+    func manyAddresses() {
+        var s = ServiceAddresses(name: Self.name)
+        _ = s.record(.addresses((1...200).reversed().map { "10.0.\($0 / 250).\($0 % 250)" }))
+        #expect(s.current.count == ServiceAddresses.maximumAddresses)
+        #expect(s.current.first == "10.0.0.1" && s.current.last == "10.0.0.16")
+    }
+
     @Test("two names (or a name and its own address) with one address make one host in the file")
     func duplicateAddressOnce() async {
         let other = "http://registry-b.kube-system.svc.cluster.local:5000"
