@@ -18,6 +18,7 @@ let package = Package(
         // C libraries: a module map and a header of non-variadic shims, nothing else.
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CCAres", pkgConfig: "libcares", providers: [.apt(["libc-ares-dev"])]),
         .systemLibrary(name: "CLinux"),
         // Signal handlers that only write to a pipe; the "Early" target installs them before main.
         .target(name: "CSignalGate"),
@@ -31,11 +32,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The edges: libcurl prober, the hosts directory on disk, locks, signals, log handlers, sd_notify.
+        // The edges: libcurl prober, c-ares resolver, the hosts directory on disk, locks, signals, log
+        // handlers, sd_notify.
         .target(
             name: "RegistryMirrorSystem",
             dependencies: [
-                "RegistryMirrorCore", "CCurl", "CSystemd", "CLinux", "CSignalGate",
+                "RegistryMirrorCore", "CCurl", "CCAres", "CSystemd", "CLinux", "CSignalGate",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

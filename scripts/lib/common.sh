@@ -19,9 +19,9 @@ ensure_packages() {
 }
 
 # The packages the agent needs to build and run.
-BUILD_PACKAGES=(libcurl4-openssl-dev libsystemd-dev pkg-config)
+BUILD_PACKAGES=(libcurl4-openssl-dev libsystemd-dev libc-ares-dev pkg-config)
 # The real parts the tests run against.
-TEST_PACKAGES=(docker-registry containerd skopeo iptables iproute2 openssl python3 curl prometheus)
+TEST_PACKAGES=(docker-registry containerd skopeo iptables iproute2 openssl python3 curl prometheus dnsmasq-base)
 # What scripts/e2e.sh runs besides containerd (which it adds unless CONTAINERD_BIN and CTR_BIN name
 # another build): registries, skopeo to push the test image, the namespace and firewall tools, and
 # python3-grpcio for the CRI calls.
