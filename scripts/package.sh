@@ -113,7 +113,7 @@ gzip -9nc "$stage/changelog.Debian" >"$doc/changelog.gz"   # a native package: c
 chmod 0644 "$doc/copyright" "$doc/changelog.gz"
 
 # Depends: from the binary's NEEDED entries when dpkg-shlibdeps can work them out, else the known set.
-depends="libc6 (>= 2.34), libcurl4 (>= 7.16.2), libgcc-s1 (>= 3.0), libstdc++6 (>= 5), libsystemd0"
+depends="libc-ares2 (>= 1.18), libc6 (>= 2.34), libcurl4 (>= 7.16.2), libgcc-s1 (>= 3.0), libstdc++6 (>= 5), libsystemd0"
 if command -v dpkg-shlibdeps >/dev/null; then
     mkdir -p "$stage/shlibs/debian"
     printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$NAME" "$NAME" >"$stage/shlibs/debian/control"

@@ -151,7 +151,11 @@ apt_mirror() {
     echo "${uri:-http://deb.debian.org/debian}"
 }
 
-rootfs_ready() { [ -x "$rootfs/usr/lib/systemd/systemd" ] && ls "$rootfs"/usr/lib/*-linux-gnu/libcurl.so.4 >/dev/null 2>&1; }
+# The agent's shared libraries must be in the rootfs: libcurl and, for Service names, c-ares.
+rootfs_ready() {
+    [ -x "$rootfs/usr/lib/systemd/systemd" ] && ls "$rootfs"/usr/lib/*-linux-gnu/libcurl.so.4 >/dev/null 2>&1 \
+        && ls "$rootfs"/usr/lib/*-linux-gnu/libcares.so.2 >/dev/null 2>&1
+}
 
 # Prints the reason and returns 1 when the container part cannot run on this machine.
 prepare_rootfs() {
@@ -168,8 +172,8 @@ prepare_rootfs() {
     tmp="$rootfs.tmp.$$"
     rm -rf "$tmp"
     t0=$(date +%s)
-    info "building the rootfs once: debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,libcurl4 bookworm $rootfs $mirror"
-    if ! timeout 1200 debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,libcurl4 \
+    info "building the rootfs once: debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,libcurl4,libc-ares2 bookworm $rootfs $mirror"
+    if ! timeout 1200 debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,libcurl4,libc-ares2 \
         bookworm "$tmp" "$mirror" >"$work/debootstrap.log" 2>&1; then
         rm -rf "$tmp"
         echo "debootstrap failed: $(tail -3 "$work/debootstrap.log" | tr '\n' ' ')"

@@ -3,6 +3,7 @@
 // Linux calls that Glibc's Swift overlay does not show without _GNU_SOURCE, or that are variadic.
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -19,4 +20,10 @@ static inline int ccr_rename_noreplace(int olddirfd, const char *oldpath, int ne
 static inline int ccr_set_thread_name(const char *name) {
     return prctl(PR_SET_NAME, name, 0, 0, 0);
 }
+
+/// socket(2) of `domain`, stream or datagram, close-on-exec. The socket-type constants are a C enum
+/// that each C module including <sys/socket.h> (curl, c-ares) owns a copy of; a whole-module build may
+/// pick a module the calling Swift file does not import, so these calls are made here.
+static inline int ccr_stream_socket(int domain) { return socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0); }
+static inline int ccr_datagram_socket(int domain) { return socket(domain, SOCK_DGRAM | SOCK_CLOEXEC, 0); }
 #endif

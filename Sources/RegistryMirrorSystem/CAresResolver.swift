@@ -1,4 +1,5 @@
 import CCAres
+import CLinux
 import Glibc
 import RegistryMirrorCore
 import Synchronization
@@ -183,7 +184,7 @@ private struct ServerAddress {
     /// connect (no route, no IPv6) as ECONNREFUSED. A UDP connect sends nothing, so trying one here
     /// tells the two apart without a packet.
     func refusalReason() -> String {
-        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = ccr_datagram_socket(family)
         guard fd >= 0 else { return "cannot open a socket for \(server): \(String(cString: strerror(errno)))" }
         defer { close(fd) }
         let rc: Int32

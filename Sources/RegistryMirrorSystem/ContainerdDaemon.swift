@@ -1,4 +1,5 @@
 import CCurl
+import CLinux
 import Glibc
 import RegistryMirrorCore
 
@@ -99,7 +100,7 @@ public enum ContainerdDaemon {
     /// When the daemon listening at `address` started (seconds since the epoch): its process, found
     /// through the socket's peer credentials, and that process's start time in /proc.
     public static func startTime(address: String) -> Double? {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = ccr_stream_socket(AF_UNIX)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var addr = sockaddr_un()

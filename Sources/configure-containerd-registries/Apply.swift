@@ -24,6 +24,9 @@ struct Apply: AsyncParsableCommand {
               # No config file: one cache for docker.io, fallback to Docker Hub:
               configure-containerd-registries docker.io,http://10.4.246.205:5000,https://registry-1.docker.io
 
+              # The cache by its Service name, looked up through cluster DNS (the file names its address):
+              configure-containerd-registries --cluster-dns 10.96.0.10 docker.io,http://registry-docker-io.kube-system.svc.cluster.local:5000
+
               # Try it without touching containerd's directory:
               configure-containerd-registries apply --hosts-dir /tmp/certs.d ghcr.io,http://127.0.0.1:5000
             """
@@ -56,7 +59,7 @@ struct Apply: AsyncParsableCommand {
         if let deadline { config.probe.deadline = try parseDurationOption(deadline, name: "--deadline") }
         let applier = Applier(
             config: config, prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir), logger: logger,
-            status: SystemdNotifier())
+            status: SystemdNotifier(), resolver: CAresResolver())
         let report = await applier.run(stop: stop)
         try Exit.with(report.exitStatus)
     }

@@ -36,10 +36,11 @@ struct Plan: AsyncParsableCommand {
         let logger = common.makeLogger()
         let config = try common.loadConfig(mirrors: mirrors, logger: logger)
         let store = FileHostsStore(root: config.hostsDir)
-        let results = await Survey.probeAll(config, prober: CurlProber.shared)
+        let resolved = await Survey.resolveAll(config, resolver: CAresResolver())
+        let results = await Survey.probeAll(resolved, prober: CurlProber.shared)
         let survey: Survey
         do {
-            survey = try Survey.make(config: config, results: results, store: store)
+            survey = try Survey.make(config: resolved.config, results: results, store: store)
         } catch {
             logger.error("\(error)")
             throw Exit.status(.cannotWrite)
@@ -98,8 +99,9 @@ struct Check: AsyncParsableCommand {
         let report: HealthReport
         do {
             let config = try common.load(mirrors: mirrors)
-            let results = await Survey.probeAll(config, prober: CurlProber.shared)
-            let survey = try Survey.make(config: config, results: results, store: FileHostsStore(root: config.hostsDir))
+            let resolved = await Survey.resolveAll(config, resolver: CAresResolver())
+            let results = await Survey.probeAll(resolved, prober: CurlProber.shared)
+            let survey = try Survey.make(config: resolved.config, results: results, store: FileHostsStore(root: config.hostsDir))
             let containerdText: String?
             do {
                 containerdText = String(decoding: try ConfigFile.read(config.containerdConfig), as: UTF8.self)

@@ -22,6 +22,10 @@ struct Watch: AsyncParsableCommand {
             counted (mirror_bypassed_total); when containerd starts again, its version is asked again and \
             the files are rewritten for it.
 
+            Service names ([discovery], --cluster-dns): each is looked up every round and at once when a \
+            probe of its address fails; a new address replaces the old one after success_threshold good \
+            probes ("service address changed OLD -> NEW"); while DNS is down the last address is kept.
+
             Signals: SIGHUP reloads the config (an invalid one is reported and the running one kept); \
             SIGTERM/SIGINT end cleanly with exit 0, leaving the files as they are.
             systemd: READY=1 after the first pass, STATUS= on every change, WATCHDOG=1 when WATCHDOG_USEC \
@@ -65,7 +69,7 @@ struct Watch: AsyncParsableCommand {
                 } catch {
                     return .failure(Watcher.ReloadError(lines: error.lines))
                 }
-            })
+            }, resolver: CAresResolver())
         let status = await watcher.run(
             stop: Signals.stream(), hangup: Signals.stream([SIGHUP]), bypasses: containerdBypasses(config, logger: logger))
         try Exit.with(status)
