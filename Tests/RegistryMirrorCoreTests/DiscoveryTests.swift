@@ -38,6 +38,36 @@ final class SettableProber: MirrorProber, Sendable {
     }
 }
 
+/// Keeps every log line with its metadata.
+final class CapturedLog: Sendable {
+    struct Line: Sendable {
+        var message: String
+        var metadata: [String: String]
+    }
+    private let lines = Mutex<[Line]>([])
+    var all: [Line] { lines.withLock { $0 } }
+
+    var logger: Logger {
+        Logger(label: "test") { _ in Handler(log: self) }
+    }
+
+    struct Handler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            var merged = metadata
+            if let extra = event.metadata { merged.merge(extra) { $1 } }
+            let line = Line(message: "\(event.message)", metadata: merged.mapValues { "\($0)" })
+            log.lines.withLock { $0.append(line) }
+        }
+    }
+}
+
 @Suite("Discovery")
 struct DiscoveryTests {
     static let name = "registry-docker-io.kube-system.svc.cluster.local"
@@ -270,11 +300,11 @@ struct DiscoveryTests {
 
     /// Runs a watcher (real clock, short intervals) until `done` holds or 30 s pass.
     func watch(
-        _ config: AgentConfig, prober: SettableProber, resolver: SettableResolver, store: MemoryStore,
-        steps: [(condition: @Sendable () -> Bool, then: @Sendable () -> Void)]
+        _ config: AgentConfig, prober: SettableProber, resolver: SettableResolver, store: MemoryStore, logger: Logger = logger,
+        metrics: (any MetricsSink)? = nil, steps: [(condition: @Sendable () -> Bool, then: @Sendable () -> Void)]
     ) async -> [Bool] {
         let watcher = Watcher(
-            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: nil, logger: Self.logger,
+            config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: metrics, logger: logger,
             watchdogInterval: nil, wallClock: { 0 }, reloadConfig: { .failure(.init(lines: [])) }, resolver: resolver)
         let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
         let (hangup, _) = AsyncStream.makeStream(of: Void.self)
@@ -297,8 +327,10 @@ struct DiscoveryTests {
         let prober = SettableProber(up: ["http://10.0.0.1:5000", "http://10.0.0.2:5000"])
         let store = MemoryStore()
         let moved = Mutex<(probes: Int, at: ContinuousClock.Instant)>((0, .now))
+        let log = CapturedLog()
+        let metrics = CapturedMetrics()
         let seen = await watch(
-            Self.config(), prober: prober, resolver: resolver, store: store,
+            Self.config(), prober: prober, resolver: resolver, store: store, logger: log.logger, metrics: metrics,
             steps: [
                 ({ Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"] }, {
                     prober.set("http://10.0.0.1:5000", up: false)
@@ -313,6 +345,11 @@ struct DiscoveryTests {
         #expect(prober.count("http://10.0.0.2:5000") >= 2)
         // The old address is no longer probed (but for one that was out already).
         #expect(prober.count("http://10.0.0.1:5000") <= moved.withLock { $0.probes } + 1)
+        // The log says so, with the name as a field of its own (REGISTRY_SERVICE in the journal).
+        let line = log.all.first { $0.message.hasPrefix("service address changed 10.0.0.1 -> 10.0.0.2") }
+        #expect(line?.metadata[LogKey.service] == Self.name, "\(log.all.map(\.message))")
+        // The metrics carry the name.
+        #expect(metrics.last.contains("host=\"http://10.0.0.2:5000\",service=\"\(Self.name)\""), "\(metrics.last)")
     }
 
     @Test("watch: a new address that does not answer never replaces the old one, which keeps working")
