@@ -149,7 +149,7 @@ public struct Applier: Sendable {
                 case .resolved(let key, let resolution):
                     let before = state.services[key]?.last
                     guard let update = state.resolved(key, resolution) else { continue }
-                    ServiceLog.lookup(update, resolution, before: before, logger: logger)
+                    ServiceLog.lookup(update, before: before, logger: logger)
                     ServiceLog.changed(update, logger: logger)
                     retired.add(update.stopped)
                     if update.probed {
@@ -275,7 +275,7 @@ public struct Applier: Sendable {
             }
             if Task.isCancelled { return }
             sink.yield(.resolved(key, resolution))
-            if case .addresses = resolution {
+            if case .addresses = resolution.usable {
                 failures = 0
                 await clock.sleep(for: settings.maxInterval.duration)
             } else {
@@ -393,8 +393,8 @@ final class Retired: Sendable {
 enum ServiceLog {
     /// A lookup's outcome, when it differs in kind or text from the one before (a Service looked up
     /// every round would otherwise log every round).
-    static func lookup(_ update: MirrorState.ServiceUpdate, _ resolution: Resolution, before: Resolution?, logger: Logger) {
-        guard resolution != before else { return }
+    static func lookup(_ update: MirrorState.ServiceUpdate, before: Resolution?, logger: Logger) {
+        guard let resolution = update.resolution, resolution != before else { return }
         var log = logger
         log[metadataKey: LogKey.service] = "\(update.name)"
         log[metadataKey: LogKey.upstream] = "\(update.service.upstream)"

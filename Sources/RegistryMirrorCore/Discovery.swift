@@ -112,6 +112,16 @@ public enum Resolution: Sendable, Equatable, CustomStringConvertible {
         return []
     }
 
+    /// The answer without addresses no Service has (`ServiceAddress.unusable`): an answer of only
+    /// such addresses is "not found", with the reason.
+    public var usable: Resolution {
+        guard case .addresses(let list) = self else { return self }
+        let kept = list.filter { ServiceAddress.unusable($0) == nil }
+        if !kept.isEmpty { return kept.count == list.count ? self : .addresses(kept) }
+        let why = list.prefix(3).map { "\($0) (\(ServiceAddress.unusable($0) ?? ""))" }.joined(separator: ", ")
+        return .notFound("only addresses a Service cannot have: \(why)")
+    }
+
     /// What a log line or a probe reason says: `DNS: 10.96.0.5, fd00::5`, `DNS: name not found
     /// (NXDOMAIN from 10.96.0.10:53)`, `DNS unreachable: no answer from 10.96.0.10:53 within 1s`.
     public var description: String {
@@ -143,6 +153,22 @@ public enum ServiceAddress {
             case (nil, nil): a < b
             }
         }
+    }
+
+    /// Why a DNS answer's address cannot be a Service's, or nil: unspecified (0.0.0.0 reaches this
+    /// node), broadcast, multicast, or IPv6 link-local (which needs a zone, and is this node's link).
+    public static func unusable(_ address: String) -> String? {
+        guard let b = bytes(address) else { return "not an IP address" }
+        if b.allSatisfy({ $0 == 0 }) { return "unspecified" }
+        if b.count == 4 {
+            if b == [255, 255, 255, 255] { return "broadcast" }
+            if b[0] >= 224 && b[0] <= 239 { return "multicast" }
+            if b[0] == 0 { return "\"this network\"" }
+        } else {
+            if b[0] == 0xFF { return "multicast" }
+            if b[0] == 0xFE && b[1] & 0xC0 == 0x80 { return "link-local" }
+        }
+        return nil
     }
 
     /// The address's bytes (4 or 16), nil when it is neither an IPv4 nor an IPv6 address.

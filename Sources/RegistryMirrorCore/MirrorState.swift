@@ -181,13 +181,18 @@ struct MirrorState {
         var stopped: [HostKey]
         var current: [String]
         var probed: Bool
+        /// The lookup as recorded (`Resolution.usable`); nil for a candidate that passed.
+        var resolution: Resolution? = nil
     }
 
     /// Records a lookup of `service` (a Service name host's key as configured). Nil when it is not one.
-    mutating func resolved(_ service: HostKey, _ resolution: Resolution) -> ServiceUpdate? {
+    mutating func resolved(_ service: HostKey, _ answer: Resolution) -> ServiceUpdate? {
         guard services[service] != nil else { return nil }
+        let resolution = answer.usable
         let change = services[service]!.record(resolution)
-        return apply(change, to: service)
+        var update = apply(change, to: service)
+        update?.resolution = resolution
+        return update
     }
 
     /// After a result of `key`: if it is a candidate address that has now passed `promoteAfter` good

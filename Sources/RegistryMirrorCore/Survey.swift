@@ -56,7 +56,7 @@ public struct Survey: Sendable {
         var lookups: [HostKey: Resolution] = [:]
         for (key, addresses) in state.services {
             let answer = answers[addresses.name] ?? .unreachable("no resolver")
-            lookups[key] = answer
+            lookups[key] = answer.usable
             _ = state.resolved(key, answer)
         }
         return Resolved(config: state.config, lookups: lookups)

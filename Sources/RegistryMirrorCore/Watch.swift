@@ -128,7 +128,7 @@ public struct Watcher: Sendable {
                     guard generation == watch.generation else { continue }
                     let before = state.services[key]?.last
                     guard let update = state.resolved(key, resolution) else { continue }
-                    ServiceLog.lookup(update, resolution, before: before, logger: logger)
+                    ServiceLog.lookup(update, before: before, logger: logger)
                     serviceChanged(update, state: &state, watch: &watch, probes: &probes)
                     if !watch.firstPassDone { checkFirstPass(state, &watch) }
                 case .containerd(.bypass(let bypass)):
@@ -303,7 +303,7 @@ public struct Watcher: Sendable {
                 }
                 if Task.isCancelled { break }
                 sink.yield(.resolved(generation: generation, key: key, resolution))
-                if case .addresses = resolution {
+                if case .addresses = resolution.usable {
                     known = true
                     failures = 0
                 } else {

@@ -216,6 +216,18 @@ struct DiscoveryTests {
         #expect(s.current.first == "10.0.0.1" && s.current.last == "10.0.0.16")
     }
 
+    @Test("addresses no Service has are dropped from an answer; an answer of only those is 'not found' with the reason")
+    func unusableAddresses() {
+        #expect(Resolution.addresses(["0.0.0.0", "10.0.0.1", "224.0.0.1", "fe80::1", "ff02::1", "255.255.255.255"]).usable
+            == .addresses(["10.0.0.1"]))
+        #expect(Resolution.addresses(["0.0.0.0", "::"]).usable
+            == .notFound("only addresses a Service cannot have: 0.0.0.0 (unspecified), :: (unspecified)"))
+        var state = MirrorState(config: Self.config())
+        let update = state.resolved(HostKey(upstream: "docker.io", url: Self.url), .addresses(["0.0.0.0"]))
+        #expect(update?.current == [] && update?.resolution?.addresses == [])
+        #expect(state.config.registries[0].hosts.isEmpty)
+    }
+
     @Test("two names (or a name and its own address) with one address make one host in the file")
     func duplicateAddressOnce() async {
         let other = "http://registry-b.kube-system.svc.cluster.local:5000"
