@@ -31,9 +31,11 @@ final class SettableProber: MirrorProber, Sendable {
     func count(_ url: String) -> Int { calls.withLock { $0[url, default: 0] } }
 
     func probe(_ host: MirrorHost, settings: ProbeSettings) async -> ProbeResult {
+        // The answer is the one set when the probe starts.
+        let isUp = up.withLock { $0.contains(host.url) }
         calls.withLock { $0[host.url, default: 0] += 1 }
         try? await Task.sleep(for: .milliseconds(1))
-        return up.withLock { $0.contains(host.url) }
+        return isUp
             ? ProbeResult(state: .up, reason: "HTTP 200") : ProbeResult(state: .down, reason: "connection refused", connected: false)
     }
 }
@@ -401,6 +403,40 @@ struct DiscoveryTests {
             ])
         #expect(seen == [true, true, true])
         #expect(Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"])
+    }
+
+    @Test("watch, manual clock: the name is looked up at each round (2.4 s), and 200 ms after a failed probe of its address rather than at the next round")
+    func lookupTiming() async {
+        let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
+        let prober = SettableProber(up: ["http://10.0.0.1:5000"])
+        var config = Self.config()
+        config.probe = ProbeSettings()
+        let watch = ManualWatch(config: config, prober: prober, resolver: resolver)
+        let (clock, store) = (watch.clock, watch.store)
+        #expect(await eventuallyTrue { Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"] })
+        #expect(resolver.count(Self.name) == 1)
+        // Rounds every 2.4 s (jitter 1): one lookup each, and nothing in between. (Instants are
+        // floating point: the clock is moved to the sleepers' own deadline.)
+        func near(_ at: Duration) -> Bool { clock.nextDeadline.map { $0 - at < .microseconds(1) && at - $0 < .microseconds(1) } == true }
+        for round in 1...2 {
+            let at = Duration.milliseconds(2_400 * round)
+            #expect(await eventuallyTrue { near(at) }, "next sleeper at \(at): \(String(describing: clock.nextDeadline))")
+            clock.advance(to: at - .milliseconds(1))
+            #expect(resolver.count(Self.name) == round)
+            clock.advance(to: clock.nextDeadline ?? at)
+            #expect(await eventuallyTrue { resolver.count(Self.name) == round + 1 }, "lookup at round \(round)")
+            #expect(await eventuallyTrue { prober.count("http://10.0.0.1:5000") == round + 1 }, "probe at round \(round)")
+        }
+        // The cache dies: the round's probe fails, and the name is asked again 200 ms after the
+        // round's lookup (initial_interval apart), not 2.4 s later.
+        prober.set("http://10.0.0.1:5000", up: false)
+        #expect(await eventuallyTrue { near(.milliseconds(7_200)) }, "\(String(describing: clock.nextDeadline)) \(clock.sleeperCount)")
+        clock.advance(to: clock.nextDeadline ?? .milliseconds(7_200))
+        #expect(await eventuallyTrue { resolver.count(Self.name) == 4 && prober.count("http://10.0.0.1:5000") == 4 })
+        #expect(await eventuallyTrue { near(.milliseconds(7_400)) }, "\(String(describing: clock.nextDeadline))")
+        clock.advance(to: clock.nextDeadline ?? .milliseconds(7_400))
+        #expect(await eventuallyTrue { resolver.count(Self.name) == 5 }, "a lookup 200 ms after the failed probe: \(resolver.count(Self.name))")
+        #expect(await watch.stop() == .ok)
     }
 
     // MARK: plan and check

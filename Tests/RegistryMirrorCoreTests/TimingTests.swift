@@ -224,13 +224,15 @@ struct ManualWatch {
 
     init(
         config: AgentConfig, prober: any MirrorProber, clock: ManualClock = ManualClock(), metrics: (any MetricsSink)? = nil,
-        wallClock: @escaping @Sendable () -> Double = { 0 }, resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)? = nil
+        wallClock: @escaping @Sendable () -> Double = { 0 }, resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)? = nil,
+        resolver: (any ServiceResolver)? = nil
     ) {
         self.clock = clock
         let watcher = Watcher(
             config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: metrics,
             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, watchdogInterval: nil, wallClock: wallClock,
-            resolveTarget: resolveTarget, reloadConfig: { .failure(.init(lines: [])) }, clock: AgentClock(clock), random: .scripted([1]))
+            resolveTarget: resolveTarget, reloadConfig: { .failure(.init(lines: [])) }, clock: AgentClock(clock), random: .scripted([1]),
+            resolver: resolver)
         let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
         let (hangup, _) = AsyncStream.makeStream(of: Void.self)
         let (log, containerd) = AsyncStream.makeStream(of: ContainerdLog.Event.self)
