@@ -249,27 +249,9 @@ struct ProbeTests {
             if: FileManager.default.isExecutableFile(atPath: "/usr/bin/docker-registry"),
             "skipped: /usr/bin/docker-registry is missing (apt-get install docker-registry; scripts/test.sh does)"))
     func realRegistry() async throws {
-        let binary = "/usr/bin/docker-registry"
-        let dir = try TempDir("ccr-registry")
         let port = try freeLoopbackPort()
-        try makeDirectory(dir.sub("data"))
-        try writeText(
-            dir.sub("config.yml"),
-            """
-            version: 0.1
-            log:
-              level: error
-            storage:
-              filesystem:
-                rootdirectory: \(dir.sub("data"))
-            http:
-              addr: 127.0.0.1:\(port)
-
-            """)
-        let registry = try ChildProcess(binary, ["serve", dir.sub("config.yml")], stderrPath: dir.sub("stderr"))
+        let registry = try await RegistryCache(address: "127.0.0.1", port: port)
         defer { registry.stop() }
-        let listening = await eventually(within: .seconds(10)) { isListening(port) || !registry.isRunning }
-        try #require(listening && registry.isRunning, "docker-registry did not start: \(registry.stderrText)")
 
         let result = await prober.probe(MirrorHost(url: "http://127.0.0.1:\(port)"), settings: probeSettings())
         #expect(result.state == .up, "\(result)")

@@ -344,17 +344,62 @@ func freeLoopbackPort() throws -> Int {
 }
 
 /// True once something accepts TCP connections on 127.0.0.1:`port`.
-func isListening(_ port: Int) -> Bool {
+func isListening(_ port: Int, address ip: String = "127.0.0.1") -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_addr.s_addr = inet_addr(ip)
     return withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     } == 0
+}
+
+/// A real docker-registry (Debian's distribution, what the caches run) listening on `address:port`.
+final class RegistryCache: @unchecked Sendable {
+    static let binary = "/usr/bin/docker-registry"
+    let address: String
+    let port: Int
+    private let dir: TempDir
+    private var child: ChildProcess?
+
+    init(address: String, port: Int) async throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            throw TestFailure("\(Self.binary) is missing (apt-get install docker-registry; scripts/test.sh does)")
+        }
+        self.address = address
+        self.port = port
+        dir = try TempDir("ccr-cache")
+        try makeDirectory(dir.sub("data"))
+        try writeText(
+            dir.sub("config.yml"),
+            """
+            version: 0.1
+            log:
+              level: error
+            storage:
+              filesystem:
+                rootdirectory: \(dir.sub("data"))
+            http:
+              addr: \(address):\(port)
+
+            """)
+        try await start()
+    }
+
+    func start() async throws {
+        let child = try ChildProcess(Self.binary, ["serve", dir.sub("config.yml")], stderrPath: dir.sub("stderr"))
+        self.child = child
+        let up = await eventually(within: .seconds(10)) { isListening(port, address: address) || !child.isRunning }
+        guard up && child.isRunning else { throw TestFailure("docker-registry on \(address):\(port) did not start: \(child.stderrText)") }
+    }
+
+    /// Dies as a cache whose Pod went away: nothing listens (connection refused).
+    func stop() { child?.stop() }
+
+    deinit { child?.stop() }
 }
 
 // MARK: - TLS material
