@@ -36,6 +36,7 @@ source "$HERE/e2e/lib/registries.sh"
 source "$HERE/e2e/lib/containerd.sh"
 source "$HERE/e2e/lib/evidence.sh"
 source "$HERE/e2e/lib/agent.sh"
+source "$HERE/e2e/lib/dns.sh"
 source "$HERE/e2e/lib/world.sh"
 ROOT=$(repo_root)
 HELPERS=$HERE/e2e
