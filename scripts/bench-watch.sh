@@ -7,9 +7,18 @@
 #   scripts/bench-watch.sh                    everything (about 20 minutes)
 #   scripts/bench-watch.sh --quick            shorter runs
 #   scripts/bench-watch.sh --only idle,fleet  some parts (removal, idle, soak, fleet)
+#   scripts/bench-watch.sh --service          watch following a cache's Service through cluster DNS: from
+#                                             the record change (old cache killed, or dropped) to hosts.toml
+#                                             naming the new address, 20 trials each (scripts/bench/service_bench.py;
+#                                             --trials N, --only refused,dropped)
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$(repo_root)"
 ensure_packages "${BUILD_PACKAGES[@]}" python3 iptables iproute2
 swift build -c release --static-swift-stdlib 2>&1 | tail -1
+if [[ "${1:-}" == --service ]]; then
+    shift
+    ensure_packages dnsmasq-base docker-registry
+    exec python3 scripts/bench/service_bench.py "$PWD/.build/release/configure-containerd-registries" "$@"
+fi
 exec python3 scripts/bench/watch_bench.py "$PWD/.build/release/configure-containerd-registries" "$@"

@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+"""Benchmark of `watch` following a cache's Service through cluster DNS. Prints figures; asserts nothing.
+
+The Service registry-docker-io.kube-system.svc.cluster.local is answered by a real DNS server (dnsmasq,
+playing the cluster DNS, from a hosts file of its own; nothing forwarded) with the address of one of
+two real docker-registry pull-through caches. watch runs with the default settings and
+`--cluster-dns`, and hosts.toml names that address. A trial moves the Service: the cache at the
+current address dies first (killed: connection refused; or dropped: an iptables DROP rule for its
+address), then the record changes to the other cache's address (hosts file rewritten, SIGHUP), at a
+random point of watch's round. Timed from the record change to hosts.toml naming the new address
+(and no longer the old one); the dead cache is then healed, and the next trial moves the Service
+back. p50/p95/max over the trials of each kind.
+
+Everything runs in a network namespace this script creates and deletes, on loopback addresses of
+that namespace (the caches at 127.0.0.31 and .32, their upstream at .30, the DNS server at .53); the
+iptables rules live and die in its tables.
+
+Usage: service_bench.py AGENT [--trials N] [--only refused,dropped] [--keep]   (--keep: the work dir, with
+watch's log, is kept and named at the end)
+"""
+import os, random, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile, time
+
+AGENT = os.path.abspath(sys.argv[1])
+TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv else 20
+KINDS = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else ["refused", "dropped"]
+KEEP = "--keep" in sys.argv
+NAME = "registry-docker-io.kube-system.svc.cluster.local"
+UPSTREAM = "127.0.0.30"
+CACHES = ["127.0.0.31", "127.0.0.32"]
+DNS = "127.0.0.53"
+REGISTRY = "/usr/bin/docker-registry"
+DNSMASQ = "/usr/sbin/dnsmasq"
+
+
+def wait_for(predicate, timeout, step=0.01):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return time.time()
+        time.sleep(step)
+    raise RuntimeError("timed out waiting")
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def fmt(values):
+    """n, p50, p95 (nearest rank) and max."""
+    values = sorted(values)
+    p95 = values[max(0, -(-len(values) * 95 // 100) - 1)]
+    return f"n={len(values)} p50={statistics.median(values):.2f}s p95={p95:.2f}s max={values[-1]:.2f}s"
+
+
+def p95(values):
+    values = sorted(values)
+    return values[max(0, -(-len(values) * 95 // 100) - 1)]
+
+
+def connects(addr, port):
+    try:
+        socket.create_connection((addr, port), 0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def dns_query(name):
+    """The A records the DNS server gives for name: a list, or a string saying why there is none."""
+    qid = random.randrange(65536)
+    qname = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
+    query = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(1)
+        try:
+            s.connect((DNS, 53))
+            s.send(query)
+            while True:
+                msg = s.recv(4096)
+                if len(msg) >= 12 and struct.unpack(">H", msg[:2])[0] == qid:
+                    break
+        except (OSError, socket.timeout) as e:
+            return f"no answer ({e})"
+    flags, qd, an = struct.unpack(">HHH", msg[2:8])
+    if flags & 0xF:
+        return f"rcode {flags & 0xF}"
+    i = 12
+
+    def skip(i):
+        while True:
+            n = msg[i]
+            if n == 0:
+                return i + 1
+            if n & 0xC0 == 0xC0:
+                return i + 2
+            i += n + 1
+
+    for _ in range(qd):
+        i = skip(i) + 4
+    found = []
+    for _ in range(an):
+        i = skip(i)
+        rtype, _, _, length = struct.unpack(">HHIH", msg[i:i + 10])
+        if rtype == 1 and length == 4:
+            found.append(socket.inet_ntop(socket.AF_INET, msg[i + 10:i + 14]))
+        i += 10 + length
+    return sorted(found)
+
+
+class World:
+    """The registries, the DNS server and the watcher, inside the namespace."""
+
+    def __init__(self, work):
+        self.work = work
+        self.procs = []
+        self.cache = {}
+        self.hosts = os.path.join(work, "dns-hosts")
+        self.file = os.path.join(work, "certs.d", "docker.io", "hosts.toml")
+
+    def registry(self, name, addr, remote=None):
+        d = os.path.join(self.work, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(os.path.join(d, "data"))
+        with open(os.path.join(d, "config.yml"), "w") as f:
+            f.write("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n")
+            f.write(f"storage:\n  filesystem:\n    rootdirectory: {d}/data\n")
+            f.write(f"http:\n  addr: {addr}:5000\n  secret: ccr-sbench-{name}\n")
+            if remote:
+                f.write(f"proxy:\n  remoteurl: {remote}\n")
+        proc = subprocess.Popen([REGISTRY, "serve", os.path.join(d, "config.yml")],
+                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.work, name + ".log"), "a"))
+        self.procs.append(proc)
+        wait_for(lambda: connects(addr, 5000), 20, step=0.02)
+        return proc
+
+    def start_cache(self, addr):
+        self.cache[addr] = self.registry("cache-" + addr, addr, f"http://{UPSTREAM}:5000")
+
+    def start_dns(self, addr):
+        self.set_record(addr)
+        args = ["--conf-file=/dev/null", "--keep-in-foreground", "--no-resolv", "--no-poll", "--no-hosts",
+                f"--addn-hosts={self.hosts}", "--local=/cluster.local/", "--domain-needed",
+                f"--listen-address={DNS}", "--bind-interfaces", "--port=53", "--local-ttl=5", "--pid-file=",
+                f"--log-facility={os.path.join(self.work, 'dns.log')}"]
+        subprocess.run([DNSMASQ, "--test", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.dns = subprocess.Popen([DNSMASQ, *args])
+        self.procs.append(self.dns)
+        wait_for(lambda: dns_query(NAME) == [addr], 10)
+
+    def set_record(self, addr):
+        """The Service's record names addr: the hosts file replaced, then SIGHUP. Returns the time of
+        the SIGHUP, and (once served) how long dnsmasq took to answer with it."""
+        tmp = self.hosts + ".new"
+        with open(tmp, "w") as f:
+            f.write(f"{addr} {NAME}\n")
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, self.hosts)
+        if getattr(self, "dns", None) is None:
+            return None, None
+        self.dns.send_signal(signal.SIGHUP)
+        t0 = time.time()
+        served = wait_for(lambda: dns_query(NAME) == [addr], 5, step=0.002)
+        return t0, served - t0
+
+    def names(self, addr):
+        try:
+            with open(self.file) as f:
+                return f'"http://{addr}:5000"' in f.read()
+        except FileNotFoundError:
+            return False
+
+
+DROP = lambda op, addr: [["iptables", "-w", op, chain, flag, f"{addr}/32", "-j", "DROP"]
+                         for chain, flag in (("INPUT", "-d"), ("OUTPUT", "-d"))]
+
+
+def inside(ns):
+    """The benchmark proper; runs inside the namespace ns."""
+    if os.stat("/proc/self/ns/net").st_ino != os.stat(f"/run/netns/{ns}").st_ino:
+        raise SystemExit(f"refusing to run outside the network namespace {ns}")
+    work = tempfile.mkdtemp(prefix="ccr-sbench-")
+    os.chmod(work, 0o755)  # dnsmasq reads its hosts file as nobody
+    world = World(work)
+    watch = None
+    try:
+        world.registry("upstream", UPSTREAM)
+        for addr in CACHES:
+            world.start_cache(addr)
+        cur, nxt = CACHES
+        world.start_dns(cur)
+        log = os.path.join(work, "watch.log")
+        watch = subprocess.Popen([AGENT, "watch", "--hosts-dir", os.path.join(work, "certs.d"), "--log-format",
+                                  "json", "--cluster-dns", f"{DNS}:53", f"docker.io,http://{NAME}:5000"],
+                                 stderr=open(log, "w"))
+        world.procs.append(watch)
+        t_start = time.time()
+        try:
+            wait_for(lambda: world.names(cur) or watch.poll() is not None, 20)
+            assert world.names(cur)
+        except (RuntimeError, AssertionError):
+            print(f"watch wrote no hosts.toml naming http://{cur}:5000 within 20 s; its log:", flush=True)
+            print(open(log).read()[-3000:], flush=True)
+            return
+        print(f"watch started; hosts.toml names http://{cur}:5000 after {time.time() - t_start:.2f}s", flush=True)
+        moved = {k: [] for k in KINDS}
+        old_out = {k: [] for k in KINDS}
+        lag = []
+        for trial in range(TRIALS):
+            for kind in KINDS:
+                time.sleep(random.uniform(0, 2.5))  # anywhere in a round (2 s ±20%)
+                if kind == "refused":
+                    world.cache[cur].send_signal(signal.SIGKILL)
+                    world.cache[cur].wait()
+                else:
+                    for cmd in DROP("-I", cur):
+                        subprocess.run(cmd, check=True)
+                t0, served = world.set_record(nxt)
+                lag.append(served)
+                t_old = None
+                end = t0 + 60
+                while time.time() < end:
+                    now = time.time()
+                    has_old, has_new = world.names(cur), world.names(nxt)
+                    if t_old is None and not has_old:
+                        t_old = now
+                    if has_new and not has_old:
+                        break
+                    time.sleep(0.01)
+                else:
+                    print(f"trial {trial} ({kind}): hosts.toml did not name http://{nxt}:5000 within 60 s", flush=True)
+                    return
+                moved[kind].append(now - t0)
+                old_out[kind].append(t_old - t0)
+                print(f"  trial {trial + 1:2d} {kind:7s} {cur} -> {nxt}: new address in the file after "
+                      f"{now - t0:.2f}s, old one out after {t_old - t0:.2f}s", flush=True)
+                if connects(cur, 5000):
+                    print(f"trial {trial} ({kind}): the old cache {cur} still accepts connections", flush=True)
+                    return
+                if kind == "refused":
+                    world.start_cache(cur)
+                else:
+                    for cmd in DROP("-D", cur):
+                        subprocess.run(cmd, check=True)
+                cur, nxt = nxt, cur
+        print(f"dnsmasq: SIGHUP -> new record served {fmt(lag)}", flush=True)
+        for kind in KINDS:
+            how = "killed, connection refused" if kind == "refused" else "packets dropped"
+            print(f"watch, Service moved, old cache {how}: record change -> hosts.toml names the new address "
+                  f"{fmt(moved[kind])}", flush=True)
+            print(f"  old address out of hosts.toml after the record change: {fmt(old_out[kind])}", flush=True)
+        every = [v for k in KINDS for v in moved[k]]
+        print(f"watch, Service moved, all trials: {fmt(every)}; target p95 < 5 s: "
+              f"{'met' if p95(every) < 5 else 'NOT met'}", flush=True)
+        changed = sum("service address changed" in line for line in open(log))
+        print(f"watch logged \"service address changed\" {changed} times in {len(every)} moves", flush=True)
+    finally:
+        for p in world.procs:
+            stop(p)
+        if KEEP:
+            print(f"work dir kept: {work} (watch's log: {work}/watch.log)", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    if "--in-netns" in sys.argv:
+        inside(sys.argv[sys.argv.index("--in-netns") + 1])
+        return
+    for path in (AGENT, REGISTRY, DNSMASQ):
+        if not os.access(path, os.X_OK):
+            raise SystemExit(f"missing {path}")
+    print(f"agent: {AGENT}", flush=True)
+    ns = f"ccr-sbench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        for addr in [UPSTREAM, *CACHES, DNS]:
+            subprocess.run(["ip", "-n", ns, "addr", "add", f"{addr}/8", "dev", "lo"], check=True)
+        rc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
+                             *sys.argv[1:], "--in-netns", ns]).returncode
+    finally:
+        out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+        for pid in out.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)  # left by a killed inner run: ours, inside our namespace
+            except ProcessLookupError:
+                pass
+        subprocess.run(["ip", "netns", "del", ns])
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
