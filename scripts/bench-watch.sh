@@ -18,7 +18,7 @@ ensure_packages "${BUILD_PACKAGES[@]}" python3 iptables iproute2
 swift build -c release --static-swift-stdlib 2>&1 | tail -1
 if [[ "${1:-}" == --service ]]; then
     shift
-    ensure_packages dnsmasq-base docker-registry
+    ensure_packages dnsmasq-base bind9-dnsutils docker-registry
     exec python3 scripts/bench/service_bench.py "$PWD/.build/release/configure-containerd-registries" "$@"
 fi
 exec python3 scripts/bench/watch_bench.py "$PWD/.build/release/configure-containerd-registries" "$@"

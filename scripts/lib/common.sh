@@ -25,6 +25,6 @@ TEST_PACKAGES=(docker-registry containerd skopeo iptables iproute2 openssl pytho
 # What scripts/e2e.sh runs besides containerd (which it adds unless CONTAINERD_BIN and CTR_BIN name
 # another build): registries, skopeo to push the test image, the namespace and firewall tools, and
 # python3-grpcio for the CRI calls.
-E2E_PACKAGES=(docker-registry skopeo iptables iproute2 openssl python3 python3-grpcio curl dnsmasq-base)
+E2E_PACKAGES=(docker-registry skopeo iptables iproute2 openssl python3 python3-grpcio curl dnsmasq-base bind9-dnsutils)
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }

@@ -119,69 +119,20 @@ dns_remove() {
     dns_settle "$1" NXDOMAIN
 }
 
-# dns_query NAME: an A and an AAAA query for NAME, sent over UDP straight to the server (the
-# namespace's resolver and /etc/hosts play no part), from inside the namespace
+# dns_query NAME: dig's A and AAAA queries for NAME, sent straight to the server from inside the
+# namespace (the namespace's resolver and /etc/hosts play no part)
 dns_query() {
-    nsx "$PY" -c '
-import socket, struct, sys
-
-server, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-RCODES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-
-
-def skip_name(msg, i):
-    while True:
-        n = msg[i]
-        if n == 0:
-            return i + 1
-        if n & 0xC0 == 0xC0:
-            return i + 2
-        i += n + 1
-
-
-def ask(qtype, qid):
-    qname = b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"
-    query = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", qtype, 1)
-    family = socket.AF_INET6 if ":" in server else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.settimeout(1)
-        s.connect((server, port))
-        s.send(query)
-        while True:
-            msg = s.recv(4096)
-            if len(msg) >= 12 and struct.unpack(">H", msg[:2])[0] == qid:
-                break
-    flags, qd, an = struct.unpack(">HHH", msg[2:8])
-    if flags & 0xF:
-        return RCODES.get(flags & 0xF, "rcode %d" % (flags & 0xF)), []
-    i = 12
-    for _ in range(qd):
-        i = skip_name(msg, i) + 4
-    found = []
-    for _ in range(an):
-        i = skip_name(msg, i)
-        rtype, _, _, length = struct.unpack(">HHIH", msg[i:i + 10])
-        data = msg[i + 10:i + 10 + length]
-        i += 10 + length
-        if rtype == 1 and length == 4:
-            found.append(socket.inet_ntop(socket.AF_INET, data))
-        elif rtype == 28 and length == 16:
-            found.append(socket.inet_ntop(socket.AF_INET6, data))
-    return "NOERROR", found
-
-
-try:
-    rcode4, v4 = ask(1, 0x1A2B)
-    rcode6, v6 = ask(28, 0x3C4D)
-except socket.timeout:
-    print("no answer within 1 s")
-    sys.exit(2)
-except ConnectionRefusedError:
-    print("no answer: refused (nothing listens)")
-    sys.exit(2)
-if v4 or v6:
-    print("\n".join(v4 + v6))
-    sys.exit(0)
-print(rcode4 if rcode4 != "NOERROR" else rcode6 if rcode6 != "NOERROR" else "NODATA")
-sys.exit(1)' "$DNS_ADDR" "$DNS_PORT" "$1"
+    local out addrs status
+    if ! out=$(nsx dig @"$DNS_ADDR" -p "$DNS_PORT" +tries=1 +time=1 +noall +comments +answer "$1" A "$1" AAAA 2>&1); then
+        echo "no answer: $(grep -m1 ';;' <<<"$out" | sed 's/^;; //')"
+        return 2
+    fi
+    addrs=$(awk '$4 == "A" || $4 == "AAAA" { print $5 }' <<<"$out")
+    if [[ -n $addrs ]]; then
+        echo "$addrs"
+        return 0
+    fi
+    status=$(grep -o 'status: [A-Z]*' <<<"$out" | awk '$2 != "NOERROR" { print $2; exit }')
+    echo "${status:-NODATA}"
+    return 1
 }
