@@ -84,6 +84,18 @@ less_than() {
     awk -v a="$1" -v b="$2" 'BEGIN { n = "^[0-9]+([.][0-9]*)?$"; exit !(a ~ n && b ~ n && a + 0 < b + 0) }'
 }
 
+# wait_from T0 LIMIT CMD...: polls CMD every 50 ms; prints the seconds from T0 to the poll that saw
+# it hold, or "never" (status 1) once LIMIT seconds from T0 have passed
+wait_from() {
+    local t0=$1 limit=$2
+    shift 2
+    until "$@"; do
+        less_than "$(elapsed "$t0")" "$limit" || { echo never; return 1; }
+        sleep 0.05
+    done
+    elapsed "$t0"
+}
+
 assert_count() {
     since "$ASSERT_RESULTS" "${2:-0}" | grep -c "^$1"$'\t' || true
 }

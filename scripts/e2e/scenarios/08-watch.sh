@@ -24,18 +24,6 @@ s8_undo() {
 s8_names_cache() { [[ -f "$(hosts_file "$B")" ]] && grep -qF "[host.\"$S8_HOST\"]" "$(hosts_file "$B")"; }
 s8_no_file() { [[ ! -e "$(hosts_file "$B")" ]]; }
 
-# s8_wait T0 LIMIT CMD...: polls CMD every 50 ms; prints the seconds from T0 to the poll that saw
-# it hold, or "never" (status 1) once LIMIT seconds from T0 have passed
-s8_wait() {
-    local t0=$1 limit=$2
-    shift 2
-    until "$@"; do
-        less_than "$(elapsed "$t0")" "$limit" || { echo never; return 1; }
-        sleep 0.05
-    done
-    elapsed "$t0"
-}
-
 # s8_figure WHAT T_FAULT FILE_SECS PATTERN: how the time from the fault to the fixed file splits,
 # from watch's JSON log: the wait for the first probe that saw the change ("mirror suspect"), then
 # the probes until PATTERN
@@ -72,7 +60,7 @@ scenario_watch() {
 
     t0=$EPOCHREALTIME
     agent_bg s8-watch watch --config "$cfg" --log-format json
-    secs=$(s8_wait "$t0" 10 s8_names_cache) || { fail "watch wrote no file naming the cache within 10 s"; return 0; }
+    secs=$(wait_from "$t0" 10 s8_names_cache) || { fail "watch wrote no file naming the cache within 10 s"; return 0; }
     info "watch started; its file names the cache after ${secs}s"
     cp "$(hosts_file "$B")" "$T/s8-stale-hosts.toml"
     s8_pulls cache
@@ -119,12 +107,12 @@ scenario_watch() {
 s8_follows() {
     local t0=$1 limit=$2 way=$3 label=$4 why=$5 secs
     if [[ $way == out ]]; then
-        secs=$(s8_wait "$t0" "$limit" s8_no_file) || true
+        secs=$(wait_from "$t0" "$limit" s8_no_file) || true
         check "watch took the file out within $limit s ($why)" s8_no_file
         s8_figure "$label" "$t0" "$secs" "mirror down after"
         s8_no_file && s8_pulls direct
     else
-        secs=$(s8_wait "$t0" "$limit" s8_names_cache) || true
+        secs=$(wait_from "$t0" "$limit" s8_names_cache) || true
         check "watch put the file back within $limit s ($why)" s8_names_cache
         s8_figure "$label" "$t0" "$secs" "mirror back after"
         s8_names_cache && s8_pulls cache

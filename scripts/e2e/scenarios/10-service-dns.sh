@@ -39,18 +39,6 @@ s10_names() { [[ -f "$(hosts_file "$A")" ]] && grep -qF "[host.\"$1\"]" "$(hosts
 s10_moved() { s10_names "$S10_NEW" && ! s10_names "$S10_OLD"; }
 s10_both() { s10_names "$S10_OLD" && s10_names "$S10_NEW"; }
 
-# s10_wait T0 LIMIT CMD...: polls CMD every 50 ms; prints the seconds from T0 to the poll that saw
-# it hold, or "never" (status 1) once LIMIT seconds from T0 have passed
-s10_wait() {
-    local t0=$1 limit=$2
-    shift 2
-    until "$@"; do
-        less_than "$(elapsed "$t0")" "$limit" || { echo never; return 1; }
-        sleep 0.05
-    done
-    elapsed "$t0"
-}
-
 # s10_holds SECONDS CMD...: CMD holds at every poll (every 100 ms) for SECONDS
 s10_holds() {
     local t0=$EPOCHREALTIME limit=$1
@@ -105,7 +93,7 @@ scenario_service_dns() {
         eval "[[ ! -e '$(hosts_file "$A")' ]] && ! gone $pid"
     dns_set "$S10_SVC" 127.0.0.20
     t0=$EPOCHREALTIME
-    secs=$(s10_wait "$t0" 10 s10_names "$S10_OLD") || true
+    secs=$(wait_from "$t0" 10 s10_names "$S10_OLD") || true
     wait "$pid" || rc=$?
     check "once the record exists, apply writes the address and exits 0 (exit $rc)" \
         eval "[[ $rc == 0 ]] && s10_names '$S10_OLD'"
@@ -129,7 +117,7 @@ scenario_service_dns() {
     m_dns=$(mark "$T/logs/dns.log")
     t0=$EPOCHREALTIME
     agent_bg s10-watch watch --config "$cfg" --log-format json
-    secs=$(s10_wait "$t0" 10 s10_names "$S10_OLD") || { fail "watch wrote no file naming $S10_OLD within 10 s"; s10_log ""; return 0; }
+    secs=$(wait_from "$t0" 10 s10_names "$S10_OLD") || { fail "watch wrote no file naming $S10_OLD within 10 s"; s10_log ""; return 0; }
     info "watch started; A's file names the Service's address after ${secs}s:"
     show_file "$(hosts_file "$A")"
     check "A's file names the address, not the Service name (containerd never resolves it)" \
@@ -146,7 +134,7 @@ scenario_service_dns() {
     stop_named cache20
     dns_set "$S10_SVC" 127.0.0.23
     t0=$EPOCHREALTIME
-    secs=$(s10_wait "$t0" 10 s10_moved) || true
+    secs=$(wait_from "$t0" 10 s10_moved) || true
     check "watch rewrote A's file to the new address within 10 s of the record change (took ${secs}s)" s10_moved
     figure "10 Service moved (old cache dead): hosts.toml names the new address ${secs}s after the record change"
     show_file "$(hosts_file "$A")"
@@ -186,7 +174,7 @@ scenario_service_dns() {
     dns_start
     dns_set "$S10_SVC" 127.0.0.23 127.0.0.20
     t0=$EPOCHREALTIME
-    secs=$(s10_wait "$t0" 10 s10_both) || true
+    secs=$(wait_from "$t0" 10 s10_both) || true
     check "A's file names both addresses within 10 s (took ${secs}s)" s10_both
     show_file "$(hosts_file "$A")"
     check "in numeric order: 127.0.0.20 before 127.0.0.23" \
