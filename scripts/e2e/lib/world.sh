@@ -13,6 +13,8 @@
 #   127.0.0.25:5000  second cache of B; 08 makes it dead and hanging
 #   127.0.0.30       a dead cluster IP: iptables DROP inside the namespace
 #   127.0.0.40:5000  a "mirror" that accepts connections and never answers
+#   127.0.0.53:53    the cluster DNS (dnsmasq, lib/dns.sh); 10 starts it
+#   127.0.0.1:5002   10's cache of C, named http://localhost:5002 (a name outside cluster.local)
 #   127.0.0.50:5443  TLS cache of A, certificate from a CA made at test time
 #   127.0.0.51:5443  mutual-TLS cache of A (requires a client certificate)
 #   127.0.0.60:5000  logging proxy serving cache A below /cache/docker (override_path)
