@@ -235,6 +235,9 @@ struct MirrorState {
         return host.resolved(to: address, name: addresses.name)
     }
 
+    /// An address a Service name's lookup gave that has not replaced the old ones yet.
+    func isCandidate(_ key: HostKey) -> Bool { owners[key] != nil && !filedKeys.contains(key) }
+
     /// Candidate addresses (probed, not in files yet) of every Service name, with their hosts. Their
     /// trackers are kept (a reload carries them over).
     var candidateHosts: [(key: HostKey, host: MirrorHost)] {

@@ -471,14 +471,6 @@ public struct Watcher: Sendable {
         probes: inout ProbeTasks
     ) {
         guard let previous = state.adopt(key, tracker) else { return }
-        if let service = state.owners[key] {
-            if let update = state.promoteIfPassed(key) {
-                serviceChanged(update, state: &state, watch: &watch, probes: &probes)
-            } else if tracker.last?.isUp == false {
-                // The address may be gone with its Service: ask the DNS now rather than at the round.
-                probes.lookUp(service)
-            }
-        }
         watch.lastResultTime = wallClock()
         var log = logger
         log[metadataKey: LogKey.upstream] = "\(key.upstream)"
@@ -486,6 +478,28 @@ public struct Watcher: Sendable {
         if let result = tracker.last {
             log[metadataKey: LogKey.result] = "\(result.state.rawValue)"
             log[metadataKey: LogKey.reason] = "\(result.reason)"
+        }
+        if let service = state.owners[key] {
+            let candidate = state.isCandidate(key)
+            if let update = state.promoteIfPassed(key) {
+                serviceChanged(update, state: &state, watch: &watch, probes: &probes)
+                if !watch.firstPassDone { checkFirstPass(state, &watch) }
+                return
+            }
+            if tracker.last?.isUp == false {
+                // The address may be gone with its Service: ask the DNS now rather than at the round.
+                probes.lookUp(service)
+            }
+            if candidate {
+                // Not in any file yet: its own line when its answer changes, none of "up", "back" or "suspect".
+                if previous?.last?.state != tracker.last?.state, let name = state.services[service]?.name {
+                    log[metadataKey: LogKey.service] = "\(name)"
+                    log.info(
+                        "service \(name): new address \(tracker.last?.isUp == true ? "answers" : "does not answer") (\(tracker.last?.reason ?? "")); it replaces the old one after \(state.promoteAfter) good probes in a row")
+                }
+                writeMetrics(state, &watch, force: false)
+                return
+            }
         }
 
         if changed {

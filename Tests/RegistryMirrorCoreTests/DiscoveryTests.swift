@@ -362,6 +362,10 @@ struct DiscoveryTests {
         // The log says so, with the name as a field of its own (REGISTRY_SERVICE in the journal).
         let line = log.all.first { $0.message.hasPrefix("service address changed 10.0.0.1 -> 10.0.0.2") }
         #expect(line?.metadata[LogKey.service] == Self.name, "\(log.all.map(\.message))")
+        // The new address is not "back" or "suspect": it never was in a file.
+        #expect(log.all.contains { $0.message.hasPrefix("service \(Self.name): new address answers") })
+        #expect(!log.all.contains { $0.metadata[LogKey.host] == "http://10.0.0.2:5000" && $0.message.hasPrefix("mirror ") },
+                "\(log.all.filter { $0.metadata[LogKey.host] == "http://10.0.0.2:5000" }.map(\.message))")
         // The metrics carry the name.
         #expect(metrics.last.contains("host=\"http://10.0.0.2:5000\",service=\"\(Self.name)\""), "\(metrics.last)")
     }
