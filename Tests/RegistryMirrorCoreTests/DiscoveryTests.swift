@@ -443,6 +443,33 @@ struct DiscoveryTests {
         #expect(await watch.stop() == .ok)
     }
 
+    @Test("watch: a reload keeps a name's addresses and history, and looks up a name it adds")
+    func reloadKeepsAddresses() async {
+        let other = "registry-quay-io.kube-system.svc.cluster.local"
+        let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"]), other: .addresses(["10.0.0.9"])])
+        let prober = SettableProber(up: ["http://10.0.0.1:5000", "http://10.0.0.9:5000"])
+        let store = MemoryStore()
+        var reloaded = Self.config()
+        reloaded.registries.append(Registry(upstream: "quay.io", hosts: [MirrorHost(url: "http://\(other):5000")]))
+        let log = CapturedLog()
+        let watcher = Watcher(
+            config: Self.config(), prober: prober, store: store, notifier: SilentNotifier(), metrics: nil, logger: log.logger,
+            watchdogInterval: nil, wallClock: { 0 }, reloadConfig: { [reloaded] in .success(reloaded) }, resolver: resolver)
+        let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
+        let (hangup, hup) = AsyncStream.makeStream(of: Void.self)
+        let task = Task { await watcher.run(stop: stop, hangup: hangup) }
+        #expect(await eventuallyTrue { Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"] })
+        let before = store.content("docker.io")
+        hup.yield()
+        #expect(await eventuallyTrue { Self.hosts(in: store.content("quay.io")) == ["http://10.0.0.9:5000"] })
+        #expect(store.content("docker.io") == before)
+        // The kept name is not announced again as if new; the added one is.
+        #expect(log.all.filter { $0.message == "service \(Self.name): DNS: 10.0.0.1" }.count == 1)
+        #expect(log.all.contains { $0.message == "service \(other): DNS: 10.0.0.9" })
+        trigger.yield()
+        #expect(await task.value == .ok)
+    }
+
     // MARK: plan and check
 
     @Test("plan and check: name and address side by side; a name that does not resolve is down with the lookup as reason")
