@@ -108,7 +108,7 @@ public enum ConfigLoader {
                 problems.append(
                     ConfigProblem(
                         source: commandLine, field: "--cluster-dns \(text)", message: problem.message,
-                        fix: "give the cluster DNS Service's address, e.g. --cluster-dns 10.96.0.10 or --cluster-dns [fd00::a]:53"))
+                        fix: "give the cluster DNS Service's cluster IP, e.g. --cluster-dns 10.96.0.10 or --cluster-dns [fd00::a]:53"))
             }
         }
         if problems.isEmpty {
@@ -376,7 +376,7 @@ private struct Reader {
                 case .failure(let p):
                     problem(
                         "discovery.dns_servers[\(i)]", "\"\(text)\" \(p.message)",
-                        "write the cluster DNS Service's address[:port], e.g. \"10.96.0.10\" or \"[fd00::a]:53\"")
+                        "write the cluster DNS Service's cluster IP[:port], e.g. \"10.96.0.10\" or \"[fd00::a]:53\"")
                 }
             }
         }

@@ -42,7 +42,7 @@ public struct Discovery: Sendable, Hashable {
                     host = host[..<colon]
                 }
                 guard Names.isIPv4(host) else {
-                    return .failure(Problem("is not an IP address: the DNS server must be given by address, as the cluster DNS Service's cluster IP"))
+                    return .failure(Problem("is not an IP address (a DNS server is given by address: nothing could look its name up)"))
                 }
             }
             return .success(Server(address: String(host), port: port))
