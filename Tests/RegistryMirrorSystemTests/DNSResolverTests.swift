@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 import RegistryMirrorCore
-import RegistryMirrorSystem
+@testable import RegistryMirrorSystem
 import Synchronization
 import Testing
 
@@ -81,24 +81,32 @@ final class ScriptedDNSServer: @unchecked Sendable {
         case missingRecord
         /// Answers with the truncation bit set (ask again over TCP), and has no TCP port.
         case truncated
+        /// Answers A queries with this IPv4 address and AAAA queries with no record, each `after` the
+        /// query came; the name `truncating` (if any) gets a truncated answer at once instead.
+        case address(String, after: Duration = .zero, truncating: String? = nil)
     }
 
     let port: Int
     private let fd: Int32
     private let stopped = Atomic<Bool>(false)
     private let done = Mutex(false)
+    /// The query names seen, in order.
+    private let seen = Mutex<[String]>([])
 
-    init(_ behaviour: Behaviour) throws {
+    /// - Parameter port: the port to bind (0: any free one), e.g. that of a server stopped a moment ago.
+    init(_ behaviour: Behaviour, port: Int = 0) throws {
         fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: \(String(cString: strerror(errno)))") }
-        port = try bindLoopback(fd)
+        do {
+            self.port = try bindLoopback(fd, port: port)
+        } catch {
+            close(fd)
+            throw error
+        }
         if case .silent = behaviour {
             done.withLock { $0 = true }
             return
         }
-        // Reads wake every 50 ms to notice a stop.
-        var wait = timeval(tv_sec: 0, tv_usec: 50_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
         let thread = Thread { [self] in
             serve(behaviour)
             done.withLock { $0 = true }
@@ -107,43 +115,120 @@ final class ScriptedDNSServer: @unchecked Sendable {
     }
 
     var server: Discovery.Server { Discovery.Server(address: "127.0.0.1", port: port) }
+    var queries: [String] { seen.withLock { $0 } }
 
     private func serve(_ behaviour: Behaviour) {
         var buffer = [UInt8](repeating: 0, count: 1500)
+        // Replies held back by `.address(after:)`, in the order they are due.
+        var held: [(due: ContinuousClock.Instant, reply: [UInt8], to: sockaddr_storage, length: socklen_t)] = []
         while !stopped.load(ordering: .relaxed) {
-            var from = sockaddr_storage()
-            var fromLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let n = withUnsafeMutablePointer(to: &from) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buffer, buffer.count, 0, $0, &fromLength) }
+            // Wakes at least every 50 ms to notice a stop.
+            var wait = Duration.milliseconds(50)
+            if let first = held.first { wait = min(wait, max(.zero, ContinuousClock.now.duration(to: first.due))) }
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&entry, 1, Int32((wait.seconds * 1000).rounded(.up))) > 0 {
+                var from = sockaddr_storage()
+                var fromLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+                let n = withUnsafeMutablePointer(to: &from) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        recvfrom(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT), $0, &fromLength)
+                    }
+                }
+                if n >= 12, let (reply, delay) = answer(Array(buffer.prefix(n)), behaviour) {
+                    let due = ContinuousClock.now + delay
+                    held.append((due, reply, from, fromLength))
+                    held.sort { $0.due < $1.due }
+                }
             }
-            guard n >= 12 else { continue }
-            var reply = Array(buffer.prefix(n))
-            switch behaviour {
-            case .silent: continue
-            case .rcode(let code):
-                reply[2] |= 0x80  // QR: a response
-                reply[3] = (reply[3] & 0xF0) | (code & 0x0F)
-            case .noise:
-                reply = (0..<48).map { _ in UInt8.random(in: 0...255) }
-            case .missingRecord:
-                reply[2] |= 0x80
-                reply[3] &= 0xF0
-                reply[7] = 1  // ANCOUNT 1, and no record follows the question
-            case .truncated:
-                reply[2] |= 0x82  // QR and TC
-                reply[3] &= 0xF0
-            }
-            _ = withUnsafePointer(to: &from) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, reply, reply.count, 0, $0, fromLength) }
+            let now = ContinuousClock.now
+            while let first = held.first, first.due <= now {
+                held.removeFirst()
+                var to = first.to
+                _ = withUnsafePointer(to: &to) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, first.reply, first.reply.count, 0, $0, first.length) }
+                }
             }
         }
     }
 
-    deinit {
-        stopped.store(true, ordering: .relaxed)
+    /// The reply to `query` and when to send it, or nil for none.
+    private func answer(_ query: [UInt8], _ behaviour: Behaviour) -> ([UInt8], Duration)? {
+        var reply = query
+        switch behaviour {
+        case .silent: return nil
+        case .rcode(let code):
+            reply[2] |= 0x80  // QR: a response
+            reply[3] = (reply[3] & 0xF0) | (code & 0x0F)
+        case .noise:
+            reply = (0..<48).map { _ in UInt8.random(in: 0...255) }
+        case .missingRecord:
+            reply[2] |= 0x80
+            reply[3] &= 0xF0
+            reply[7] = 1  // ANCOUNT 1, and no record follows the question
+        case .truncated:
+            reply[2] |= 0x82  // QR and TC
+            reply[3] &= 0xF0
+        case .address(let address, let delay, let truncating):
+            guard let (name, type, end) = Self.question(query) else { return nil }
+            seen.withLock { $0.append(name) }
+            reply = Array(query.prefix(end))
+            reply[2] |= 0x80
+            reply[3] &= 0xF0
+            // ANCOUNT, NSCOUNT, ARCOUNT: none yet.
+            for index in 6..<12 { reply[index] = 0 }
+            if name == truncating {
+                reply[2] |= 0x02
+                return (reply, .zero)
+            }
+            if type == 1 {
+                var bytes = [UInt8](repeating: 0, count: 4)
+                _ = inet_pton(AF_INET, address, &bytes)
+                reply[7] = 1
+                // The name as a pointer to the question's, type A, class IN, TTL 5, 4 bytes.
+                reply += [0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4] + bytes
+            }
+            return (reply, delay)
+        }
+        return (reply, .zero)
+    }
+
+    /// The question's name (lower case, dotted), its type, and where the question ends.
+    private static func question(_ message: [UInt8]) -> (String, Int, Int)? {
+        var labels: [String] = []
+        var index = 12
+        while index < message.count, message[index] != 0 {
+            let length = Int(message[index])
+            guard length < 64, index + 1 + length < message.count else { return nil }
+            labels.append(String(decoding: message[(index + 1)...(index + length)], as: UTF8.self).lowercased())
+            index += 1 + length
+        }
+        guard index + 4 < message.count else { return nil }
+        let type = Int(message[index + 1]) << 8 | Int(message[index + 2])
+        return (labels.joined(separator: "."), type, index + 5)
+    }
+
+    /// Stops answering and closes the port (nothing listens then: a query is refused).
+    func stop() {
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
         while !done.withLock({ $0 }) { usleep(5_000) }
         close(fd)
     }
+
+    deinit { stop() }
+}
+
+/// Binds `fd` to 127.0.0.1:`port` (0: a free port); the port bound.
+private func bindLoopback(_ fd: Int32, port: Int) throws -> Int {
+    guard port != 0 else { return try bindLoopback(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard bound == 0 else { throw TestFailure("bind 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
+    return port
 }
 
 // MARK: - Helpers
@@ -162,6 +247,25 @@ private func lookup(_ name: String, at servers: [Discovery.Server], timeout: GoD
 }
 
 private func nxdomain(_ server: Discovery.Server) -> Resolution { .notFound("name not found (NXDOMAIN from \(server))") }
+
+private func refused(_ server: Discovery.Server) -> Resolution {
+    .unreachable("connection refused by \(server) (nothing listens on that port)")
+}
+
+/// The threads of this process named `name`: their ids.
+private func threads(named name: String) -> [String] {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+    return tasks.filter { readText("/proc/self/task/\($0)/comm")?.trimmingCharacters(in: .newlines) == name }
+}
+
+/// How often a thread of this process has gone to sleep (voluntary context switches).
+private func sleeps(ofThread id: String) -> Int? {
+    guard let status = readText("/proc/self/task/\(id)/status") else { return nil }
+    let line = status.split(separator: "\n").first { $0.hasPrefix("voluntary_ctxt_switches:") }
+    return line.flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+}
+
+private func openDescriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1 }
 
 struct InvalidNameCase: Sendable, CustomTestStringConvertible {
     var name: String
@@ -452,7 +556,7 @@ struct DNSResolverTests {
         #expect(await lookup(one, at: [bogus]) == .unreachable("dns.example:53 is not an IP address and port"))
     }
 
-    @Test("many lookups at once, each on its own thread, all answered")
+    @Test("many lookups at once, all answered, all by the one DNS thread")
     func concurrentLookups() async throws {
         let dns = try await Self.dnsmasq()
         let names = [one, "dual.ns.svc.cluster.local"]
@@ -466,34 +570,165 @@ struct DNSResolverTests {
         let took = start.duration(to: .now)
         #expect(results.filter { $0 == .addresses(["10.0.0.5"]) }.count == 100)
         #expect(results.filter { $0 == .addresses(["10.0.0.6", "fd00::6"]) }.count == 100)
+        #expect(threads(named: "ccr-dns").count == 1, "threads named ccr-dns: \(threads(named: "ccr-dns"))")
 
         var sequential = Duration.zero
         for _ in 0..<100 { sequential += await timedLookup(names[1], at: [dns.server]).took }
         print("DNS lookups against dnsmasq: 200 at once took \(took); one at a time \(sequential / 100) each")
     }
 
-    @Test("lookups leave no descriptor behind: answered, refused, timed out or cancelled")
+    @Test("many lookups of one server at once, some answered, some timing out, some cancelled: each gets its own result")
+    func concurrentMixed() async throws {
+        // Answers after 1 s: every lookup is in flight when the cancellations come.
+        let slow = try ScriptedDNSServer(.address("10.0.0.8", after: .seconds(1)))
+        let silent = try ScriptedDNSServer(.silent)
+        let servers = [slow.server]
+        let tasks = (0..<30).map { i in
+            Task { [one] in
+                let (result, took) =
+                    i % 3 == 2
+                    ? await timedLookup(one, at: [silent.server], timeout: .milliseconds(600), attempts: 1)
+                    : await timedLookup(one, at: servers, timeout: .seconds(2))
+                return (result, took, ended: ContinuousClock.now)
+            }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let cancelledAt = ContinuousClock.now
+        // One lookup of each server is cancelled.
+        tasks[3].cancel()
+        tasks[5].cancel()
+        for (i, task) in tasks.enumerated() {
+            let (result, took, ended) = await task.value
+            switch i {
+            case 3, 5:
+                #expect(result == .unreachable("lookup cancelled"), "lookup \(i): \(result)")
+                let after = cancelledAt.duration(to: ended)
+                #expect(after < .milliseconds(500), "lookup \(i) ended \(after) after its cancel")
+            case _ where i % 3 == 2:
+                #expect(result == .unreachable("no answer from \(silent.server) within 600ms"), "lookup \(i): \(result)")
+                #expect(took >= .milliseconds(590), "lookup \(i) gave up after \(took)")
+            default:
+                #expect(result == .addresses(["10.0.0.8"]), "lookup \(i): \(result)")
+                #expect(took >= .milliseconds(990) && took < .seconds(2), "lookup \(i) took \(took)")
+            }
+        }
+        // Every answered lookup asked for A and AAAA, the cancelled one too.
+        #expect(slow.queries.count == 2 * 20, "\(slow.queries.count) queries")
+    }
+
+    @Test("a refusal, a timeout or a cancellation leaves the server's channel as good as new: reused, and it answers")
+    func channelReuse() async throws {
+        // One server (one port) and one timeout throughout: one channel.
+        let timeout = GoDuration.milliseconds(300)
+        let first = try ScriptedDNSServer(.address("10.0.0.9"))
+        let port = first.port
+        let server = first.server
+        #expect(await lookup(one, at: [server], timeout: timeout) == .addresses(["10.0.0.9"]))
+        let made = CAresResolver.channelsMade
+
+        // Nothing listens: refused (an ICMP error on the channel's socket; c-ares closes its sockets).
+        first.stop()
+        let (refusal, quick) = await timedLookup(one, at: [server], timeout: timeout)
+        #expect(refusal == refused(server))
+        #expect(quick < .milliseconds(500), "took \(quick)")
+
+        // A server again on the port: the same channel asks it.
+        let second = try ScriptedDNSServer(.address("10.0.0.10"), port: port)
+        #expect(await lookup(one, at: [server], timeout: timeout) == .addresses(["10.0.0.10"]))
+        second.stop()
+
+        // Silent on the port: both attempts time out, their queries cancelled.
+        let silent = try ScriptedDNSServer(.silent, port: port)
+        #expect(await lookup(one, at: [server], timeout: timeout) == .unreachable("no answer from \(server) within 300ms"))
+        silent.stop()
+
+        // A lookup cancelled while its queries are out, then one answered.
+        let third = try ScriptedDNSServer(.address("10.0.0.11", after: .milliseconds(150)), port: port)
+        let cancelled = Task { [one] in await lookup(one, at: [server], timeout: timeout) }
+        try await Task.sleep(for: .milliseconds(50))
+        cancelled.cancel()
+        #expect(await cancelled.value == .unreachable("lookup cancelled"))
+        #expect(await lookup(one, at: [server], timeout: timeout) == .addresses(["10.0.0.11"]))
+        #expect(third.queries.count == 4)
+
+        #expect(CAresResolver.channelsMade == made, "\(CAresResolver.channelsMade - made) channels made after the first lookup")
+    }
+
+    @Test("the channels follow the config: the same servers and timeout reuse them, a change makes new ones")
+    func channelsFollowTheConfig() async throws {
+        let dns = try await Self.dnsmasq()
+        let other = try await Self.dnsmasq()
+        #expect(await lookup(one, at: [dns.server]) == .addresses(["10.0.0.5"]))
+        var made = CAresResolver.channelsMade
+        for _ in 0..<20 { #expect(await lookup(one, at: [dns.server]) == .addresses(["10.0.0.5"])) }
+        #expect(CAresResolver.channelsMade == made, "lookups with one config made channels")
+        // Another timeout: a channel of its own; back: the first one was dropped with the change.
+        #expect(await lookup(one, at: [dns.server], timeout: .seconds(2)) == .addresses(["10.0.0.5"]))
+        #expect(await lookup(one, at: [dns.server]) == .addresses(["10.0.0.5"]))
+        #expect(CAresResolver.channelsMade == made + 2)
+        made = CAresResolver.channelsMade
+        // Another server named before it: one more channel, made once.
+        for _ in 0..<5 { #expect(await lookup(one, at: [other.server, dns.server]) == .addresses(["10.0.0.5"])) }
+        #expect(CAresResolver.channelsMade == made + 1)
+    }
+
+    @Test("a truncated answer retried over TCP and refused fails only its own lookup, not one waiting on the same server")
+    func truncatedBesideAnother() async throws {
+        // Nothing listens on the TCP port: "big"'s retry is refused while "one"'s answers are still out.
+        let big = "big.ns.svc.cluster.local"
+        let dns = try ScriptedDNSServer(.address("10.0.0.5", after: .milliseconds(200), truncating: big))
+        let waiting = Task { [one] in await timedLookup(one, at: [dns.server]) }
+        try await Task.sleep(for: .milliseconds(50))
+        let (cut, cutTook) = await timedLookup(big, at: [dns.server])
+        #expect(cut == refused(dns.server), "\(cut)")
+        #expect(cutTook < .seconds(1), "took \(cutTook)")
+        let (answered, took) = await waiting.value
+        #expect(answered == .addresses(["10.0.0.5"]), "\(answered)")
+        #expect(took >= .milliseconds(190) && took < .seconds(1), "took \(took)")
+    }
+
+    @Test("the DNS thread sleeps while no lookup runs: no timer wakes it")
+    func idleThread() async throws {
+        let dns = try await Self.dnsmasq()
+        #expect(await lookup(one, at: [dns.server]) == .addresses(["10.0.0.5"]))
+        let ids = threads(named: "ccr-dns")
+        try #require(ids.count == 1, "threads named ccr-dns: \(ids)")
+        try await Task.sleep(for: .milliseconds(100))
+        let before = sleeps(ofThread: ids[0])
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(before != nil && sleeps(ofThread: ids[0]) == before, "woke \((sleeps(ofThread: ids[0]) ?? 0) - (before ?? 0)) times while idle")
+        #expect(await lookup(one, at: [dns.server]) == .addresses(["10.0.0.5"]))
+    }
+
+    @Test("500 lookups leave no descriptor behind and start no thread: answered, not found, refused, timed out or cancelled")
     func noLeaks() async throws {
-        func openDescriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1 }
         let dns = try await Self.dnsmasq()
         let silent = try ScriptedDNSServer(.silent)
         let dead = Discovery.Server(address: "127.0.0.1", port: try freeLoopbackPort())
-        // The first lookup of the process sets c-ares up; count from after it.
+        // The first lookup of the process starts the DNS thread (and its pipe); count from after it.
         _ = await lookup(one, at: [dns.server])
         let before = openDescriptors()
-        for round in 0..<50 {
-            _ = await lookup("headless.ns.svc.cluster.local", at: [dns.server])
-            _ = await lookup("missing.ns.svc.cluster.local", at: [dead, dns.server])
-            _ = await lookup(one, at: [silent.server], timeout: .milliseconds(1))
+        var results: [Resolution] = []
+        for round in 0..<125 {
+            results.append(await lookup("headless.ns.svc.cluster.local", at: [dns.server]))
+            results.append(await lookup("missing.ns.svc.cluster.local", at: [dead, dns.server]))
+            results.append(await lookup(one, at: [silent.server], timeout: .milliseconds(1)))
             if round % 10 == 0 {
                 let cancelled = Task { [one] in await lookup(one, at: [silent.server]) }
                 try await Task.sleep(for: .milliseconds(5))
                 cancelled.cancel()
-                _ = await cancelled.value
+                results.append(await cancelled.value)
+            } else {
+                results.append(await lookup(one, at: [dead]))
             }
         }
-        // A lookup's thread closes its pipe just after it hands the result back.
+        #expect(results.count == 500)
+        #expect(results.filter { $0 == nxdomain(dns.server) }.count == 125)
+        #expect(results.filter { $0 == refused(dead) }.count == 112)
+        #expect(results.filter { $0 == .unreachable("lookup cancelled") }.count == 13)
+        // Idle channels hold no socket; the thread hands a result back only after its attempt has ended.
         let settled = await eventually(within: .seconds(2)) { openDescriptors() <= before }
         #expect(settled, "\(before) descriptors before, \(openDescriptors()) after")
+        #expect(threads(named: "ccr-dns").count == 1)
     }
 }
