@@ -248,7 +248,8 @@ public struct Watcher: Sendable {
                     group.addTask {
                         await lookupLoop(
                             service.name, key: service.key, discovery: discovery, known: service.known, settings: settings,
-                            rounds: rounds, generation: generation, events: service.events, wake: service.wake, sink: sink)
+                            rounds: rounds, ticker: ticker, generation: generation, events: service.events, wake: service.wake,
+                            sink: sink)
                     }
                 }
                 func run(_ loop: ProbeLoop) {
@@ -279,7 +280,7 @@ public struct Watcher: Sendable {
     /// retried on the backoff instead of waiting for the round.
     private func lookupLoop(
         _ name: String, key: HostKey, discovery: Discovery?, known: Bool, settings: ProbeSettings, rounds: RoundSchedule,
-        generation: Int, events: AsyncStream<LookupEvent>, wake: AsyncStream<LookupEvent>.Continuation,
+        ticker: RoundTicker, generation: Int, events: AsyncStream<LookupEvent>, wake: AsyncStream<LookupEvent>.Continuation,
         sink: AsyncStream<Event>.Continuation
     ) async {
         let backoff = Backoff(settings)
@@ -290,7 +291,8 @@ public struct Watcher: Sendable {
         // A name carried over a reload with addresses waits for the round; a new one is looked up now.
         var due = known ? rounds.next(after: clock.now) : clock.now
         var lastStart: Duration?
-        var timer: (at: Duration, task: Task<Void, Never>)?
+        // The wake-up waited for: a round (from the ticker, no task) or another instant (a task).
+        var timer: (at: Duration, task: Task<Void, Never>?)?
         while !Task.isCancelled {
             let now = clock.now
             if due <= now {
@@ -313,19 +315,25 @@ public struct Watcher: Sendable {
                 continue
             }
             if timer?.at != due {
-                timer?.task.cancel()
+                timer?.task?.cancel()
                 let at = due
-                timer = (at, Task {
-                    await clock.sleep(until: at)
-                    if !Task.isCancelled { wake.yield(.timer) }
-                })
+                if known && at == rounds.next(after: now) {
+                    // A round: the generation's one timer wakes it with the steady hosts.
+                    ticker.wake(.lookup(wake), at: at)
+                    timer = (at, nil)
+                } else {
+                    timer = (at, Task {
+                        await clock.sleep(until: at)
+                        if !Task.isCancelled { wake.yield(.timer) }
+                    })
+                }
             }
             guard let event = await iterator.next(), !Task.isCancelled else { break }
             if case .ask = event, let lastStart {
                 due = min(due, max(clock.now, lastStart + spacing))
             }
         }
-        timer?.task.cancel()
+        timer?.task?.cancel()
     }
 
     /// Counts a bypass of `key`; logs the first of a burst (containerd logs one line per request, and
@@ -420,7 +428,7 @@ public struct Watcher: Sendable {
                     timer?.task.cancel()
                     timer = nil
                     if registered != at {
-                        ticker.wake(wake, at: at)
+                        ticker.wake(.host(wake), at: at)
                         registered = at
                     }
                 } else if let at = plan, reporter == nil || !timing.awaitsSilence(tracker, inFlight: inFlight.count) {
@@ -636,13 +644,18 @@ final class RoundSchedule: Sendable {
     private func jittered() -> Duration { interval * (0.8 + 0.4 * min(max(random.unit(), 0), 1)) }
 }
 
-/// Wakes the steady hosts of one generation at each round start with a single timer: hosts ask for a
-/// round (`wake(_:at:)`), and when it comes every host that asked for it gets `.round` in its queue.
-/// A host that has moved on meanwhile ignores it. Round starts only grow (`RoundSchedule`), so the
-/// ticker never has to wake earlier than it planned.
+/// Wakes the steady hosts and the Service name lookups of one generation at each round start with a
+/// single timer: each asks for a round (`wake(_:at:)`), and when it comes every one that asked for it
+/// gets `.round` (a lookup: `.timer`) in its queue. One that has moved on meanwhile ignores it. Round
+/// starts only grow (`RoundSchedule`), so the ticker never has to wake earlier than it planned.
 final class RoundTicker: Sendable {
+    /// Whose queue a round goes to.
+    fileprivate enum Waiter: Sendable {
+        case host(AsyncStream<Watcher.HostEvent>.Continuation)
+        case lookup(AsyncStream<Watcher.LookupEvent>.Continuation)
+    }
     private struct Waiting {
-        var hosts: [(round: Duration, wake: AsyncStream<Watcher.HostEvent>.Continuation)] = []
+        var waiters: [(round: Duration, waiter: Waiter)] = []
     }
     private let clock: AgentClock
     private let waiting = Mutex(Waiting())
@@ -654,8 +667,8 @@ final class RoundTicker: Sendable {
         (asked, ask) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    fileprivate func wake(_ host: AsyncStream<Watcher.HostEvent>.Continuation, at round: Duration) {
-        waiting.withLock { $0.hosts.append((round, host)) }
+    fileprivate func wake(_ waiter: Waiter, at round: Duration) {
+        waiting.withLock { $0.waiters.append((round, waiter)) }
         ask.yield()
     }
 
@@ -663,7 +676,7 @@ final class RoundTicker: Sendable {
     func run() async {
         var requests = asked.makeAsyncIterator()
         while !Task.isCancelled {
-            guard let round = waiting.withLock({ $0.hosts.map(\.round).min() }) else {
+            guard let round = waiting.withLock({ $0.waiters.map(\.round).min() }) else {
                 guard await requests.next() != nil else { return }
                 continue
             }
@@ -671,11 +684,16 @@ final class RoundTicker: Sendable {
             if Task.isCancelled { return }
             let now = clock.now
             let due = waiting.withLock { waiting in
-                let due = waiting.hosts.filter { $0.round <= now }
-                waiting.hosts.removeAll { $0.round <= now }
+                let due = waiting.waiters.filter { $0.round <= now }
+                waiting.waiters.removeAll { $0.round <= now }
                 return due
             }
-            for host in due { host.wake.yield(.round(host.round)) }
+            for entry in due {
+                switch entry.waiter {
+                case .host(let wake): wake.yield(.round(entry.round))
+                case .lookup(let wake): wake.yield(.timer)
+                }
+            }
         }
     }
 }
