@@ -18,12 +18,14 @@ reported per hour. --repeat K alternates the two K times and reports the median 
 adds each thread's share (threads alive at both reads only). Prints figures, asserts nothing; exits 1
 when a run could not be measured (agent died, files not written, ports taken).
 """
-import argparse, os, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile, time
+import argparse, os, shutil, socket, statistics, struct, subprocess, sys, tempfile, time
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 REGISTRY = "/usr/bin/docker-registry"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOOPBACK = "127.0.0.1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import connects, stop  # noqa: E402
 
 
 class Failure(Exception):
@@ -37,14 +39,6 @@ def wait_for(predicate, timeout, what, step=0.02):
             return
         time.sleep(step)
     raise Failure(f"timed out after {timeout} s waiting for {what}")
-
-
-def listening(port):
-    try:
-        socket.create_connection((LOOPBACK, port), 0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def udp_port_taken(port):
@@ -90,17 +84,6 @@ def a_records(name, port):
     return found
 
 
-def stop(proc):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def start_registry(work, port):
     d = os.path.join(work, "registry")
     os.makedirs(os.path.join(d, "data"))
@@ -112,7 +95,7 @@ def start_registry(work, port):
     proc = subprocess.Popen([REGISTRY, "serve", config], stdout=subprocess.DEVNULL,
                             stderr=open(os.path.join(work, "registry.log"), "w"))
     try:
-        wait_for(lambda: listening(port) or proc.poll() is not None, 20, f"docker-registry on {LOOPBACK}:{port}")
+        wait_for(lambda: connects(LOOPBACK, port) or proc.poll() is not None, 20, f"docker-registry on {LOOPBACK}:{port}")
         if proc.poll() is not None:
             raise Failure(f"docker-registry exited ({proc.returncode}); see {work}/registry.log")
     except Failure:
@@ -248,7 +231,7 @@ def main():
     for binary in (agent, DNSMASQ, REGISTRY):
         if not os.access(binary, os.X_OK):
             sys.exit(f"{binary} is missing or not executable")
-    if listening(args.registry_port):
+    if connects(LOOPBACK, args.registry_port):
         sys.exit(f"something already listens on {LOOPBACK}:{args.registry_port} (--registry-port)")
     if udp_port_taken(args.dns_port):
         sys.exit(f"UDP {LOOPBACK}:{args.dns_port} is taken (--dns-port)")

@@ -18,7 +18,10 @@ iptables rules live and die in its tables.
 Usage: service_bench.py AGENT [--trials N] [--only refused,dropped] [--keep]   (--keep: the work dir, with
 watch's log, is kept and named at the end)
 """
-import os, random, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import os, random, shutil, signal, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import connects, fmt, p95, stop, wait_for  # noqa: E402
 
 AGENT = os.path.abspath(sys.argv[1])
 TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv else 20
@@ -31,45 +34,6 @@ DNS = "127.0.0.53"
 REGISTRY = "/usr/bin/docker-registry"
 DNSMASQ = "/usr/sbin/dnsmasq"
 DIG = "/usr/bin/dig"
-
-
-def wait_for(predicate, timeout, step=0.01):
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return time.time()
-        time.sleep(step)
-    raise RuntimeError("timed out waiting")
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def fmt(values):
-    """n, p50, p95 (nearest rank) and max."""
-    values = sorted(values)
-    p95 = values[max(0, -(-len(values) * 95 // 100) - 1)]
-    return f"n={len(values)} p50={statistics.median(values):.2f}s p95={p95:.2f}s max={values[-1]:.2f}s"
-
-
-def p95(values):
-    values = sorted(values)
-    return values[max(0, -(-len(values) * 95 // 100) - 1)]
-
-
-def connects(addr, port):
-    try:
-        socket.create_connection((addr, port), 0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def dns_query(name):

@@ -4,39 +4,22 @@ in a network namespace this script creates and deletes (its iptables rule lives 
 
 Usage: watch_bench.py AGENT [--quick] [--only removal,idle,soak,fleet]
 """
-import json, os, resource, shutil, signal, statistics, subprocess, sys, tempfile, time
+import os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 AGENT = sys.argv[1]
 QUICK = "--quick" in sys.argv
 ONLY = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else ["removal", "idle", "soak", "fleet"]
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from benchlib import fmt, stop, wait_for  # noqa: E402
 SERVERS = [sys.executable, os.path.join(HERE, "servers.py")]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def wait_for(predicate, timeout, step=0.01):
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return time.time()
-        time.sleep(step)
-    raise RuntimeError("timed out waiting")
 
 
 def wait_file(path, timeout=20):
     wait_for(lambda: os.path.exists(path), timeout)
     with open(path) as f:
         return f.read()
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def removal(trials):
@@ -108,13 +91,6 @@ def removal(trials):
             stop(p)
         subprocess.run(["ip", "netns", "del", ns])
         shutil.rmtree(work, ignore_errors=True)
-
-
-def fmt(values):
-    """n, p50, p95 (nearest rank) and max."""
-    values = sorted(values)
-    p95 = values[max(0, -(-len(values) * 95 // 100) - 1)]
-    return (f"n={len(values)} p50={statistics.median(values):.2f}s p95={p95:.2f}s max={values[-1]:.2f}s")
 
 
 def ok_servers(n, work):
