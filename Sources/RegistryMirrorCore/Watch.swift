@@ -291,6 +291,7 @@ public struct Watcher: Sendable {
         // A name carried over a reload with addresses waits for the round; a new one is looked up now.
         var due = known ? rounds.next(after: clock.now) : clock.now
         var lastStart: Duration?
+        var lastSent: Resolution?
         // The wake-up waited for: a round (from the ticker, no task) or another instant (a task).
         var timer: (at: Duration, task: Task<Void, Never>?)?
         while !Task.isCancelled {
@@ -304,7 +305,11 @@ public struct Watcher: Sendable {
                     resolution = .unreachable("no resolver")
                 }
                 if Task.isCancelled { break }
-                sink.yield(.resolved(generation: generation, key: key, resolution))
+                // The same answer as last time changes nothing: the event loop is not woken for it.
+                if resolution != lastSent {
+                    sink.yield(.resolved(generation: generation, key: key, resolution))
+                    lastSent = resolution
+                }
                 if case .addresses = resolution.usable {
                     known = true
                     failures = 0
