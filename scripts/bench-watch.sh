@@ -11,6 +11,9 @@
 #                                             the record change (old cache killed, or dropped) to hosts.toml
 #                                             naming the new address, 20 trials each (scripts/bench/service_bench.py;
 #                                             --trials N, --only refused,dropped)
+#   scripts/bench-watch.sh --dns-idle         idle CPU of watch with 10 Service names against the same
+#                                             config with the addresses written out (scripts/bench/dns_idle.py;
+#                                             --seconds N, --repeat K, --threads)
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$(repo_root)"
@@ -20,5 +23,10 @@ if [[ "${1:-}" == --service ]]; then
     shift
     ensure_packages dnsmasq-base bind9-dnsutils docker-registry
     exec python3 scripts/bench/service_bench.py "$PWD/.build/release/configure-containerd-registries" "$@"
+fi
+if [[ "${1:-}" == --dns-idle ]]; then
+    shift
+    ensure_packages dnsmasq-base docker-registry
+    exec python3 scripts/bench/dns_idle.py "$PWD/.build/release/configure-containerd-registries" "$@"
 fi
 exec python3 scripts/bench/watch_bench.py "$PWD/.build/release/configure-containerd-registries" "$@"
