@@ -91,8 +91,8 @@ scenario_service_dns() {
     sleep 2
     check "while the name is NXDOMAIN, apply waits and writes nothing" \
         eval "[[ ! -e '$(hosts_file "$A")' ]] && ! gone $pid"
+    t0=$EPOCHREALTIME  # the record changes now (dns_set returns once dnsmasq serves it)
     dns_set "$S10_SVC" 127.0.0.20
-    t0=$EPOCHREALTIME
     secs=$(wait_from "$t0" 10 s10_names "$S10_OLD") || true
     wait "$pid" || rc=$?
     check "once the record exists, apply writes the address and exits 0 (exit $rc)" \
@@ -132,8 +132,8 @@ scenario_service_dns() {
     info "the Service moves: cache A dies (killed, its IP drops packets), the record changes to 127.0.0.23"
     make_dead 127.0.0.20
     stop_named cache20
-    dns_set "$S10_SVC" 127.0.0.23
     t0=$EPOCHREALTIME
+    dns_set "$S10_SVC" 127.0.0.23
     secs=$(wait_from "$t0" 10 s10_moved) || true
     check "watch rewrote A's file to the new address within 10 s of the record change (took ${secs}s)" s10_moved
     figure "10 Service moved (old cache dead): hosts.toml names the new address ${secs}s after the record change"
@@ -172,8 +172,8 @@ scenario_service_dns() {
     make_alive 127.0.0.20
     start_registry cache20 127.0.0.20 5000 "http://$A" >/dev/null
     dns_start
-    dns_set "$S10_SVC" 127.0.0.23 127.0.0.20
     t0=$EPOCHREALTIME
+    dns_set "$S10_SVC" 127.0.0.23 127.0.0.20
     secs=$(wait_from "$t0" 10 s10_both) || true
     check "A's file names both addresses within 10 s (took ${secs}s)" s10_both
     show_file "$(hosts_file "$A")"
