@@ -163,7 +163,12 @@ public struct HealthReport: Sendable {
                 }
             }
             for status in entry.hosts where !status.inFile && !status.isUp {
-                add(.warning, "\(status.host.url) is down (\(status.result?.reason ?? "?")) and left out of hosts.toml")
+                if let name = status.host.serviceName, status.host.address == nil {
+                    // A Service name with no address: apply waits for it (and keeps a file while DNS is down).
+                    add(.warning, "Service name \(name) has no address (\(status.result?.reason ?? "?")): not used until it resolves")
+                } else {
+                    add(.warning, "\(status.host.url) is down (\(status.result?.reason ?? "?")) and left out of hosts.toml")
+                }
             }
             // Probes say the cache is fine, yet containerd's pulls go past it: it answers /v2/ but not
             // the pulls (its upstream unreachable, an image it cannot serve, a proxy in between).

@@ -39,6 +39,9 @@ public struct Survey: Sendable {
         public var config: AgentConfig
         /// Each Service name host's lookup, by its key as configured.
         public var lookups: [HostKey: Resolution]
+        /// Upstreams with a Service name that has no address yet and may still get one (DNS
+        /// unreachable): apply leaves their file as it is rather than remove it, and so does the plan.
+        public var pending: Set<String> = []
     }
 
     /// Looks every Service name up once, concurrently (each name once, however many hosts use it).
@@ -59,7 +62,8 @@ public struct Survey: Sendable {
             lookups[key] = answer.usable
             _ = state.resolved(key, answer)
         }
-        return Resolved(config: state.config, lookups: lookups)
+        let pending = Set(config.registries.map(\.upstream).filter { state.hasPendingService($0) })
+        return Resolved(config: state.config, lookups: lookups, pending: pending)
     }
 
     /// Probes every host of every probed registry once, concurrently. A Service name with no address
@@ -89,7 +93,11 @@ public struct Survey: Sendable {
     }
 
     /// Sets `results` (from `probeAll`) beside the hosts directory. Reads only.
-    public static func make(config: AgentConfig, results: [[ProbeResult?]], store: any HostsStore) throws(StoreError) -> Survey {
+    /// `pending`: upstreams whose file stays as it is when no host is up (`Resolved.pending`), as apply
+    /// leaves it.
+    public static func make(
+        config: AgentConfig, results: [[ProbeResult?]], store: any HostsStore, pending: Set<String> = []
+    ) throws(StoreError) -> Survey {
         var entries: [Entry] = []
         for (ri, registry) in config.registries.enumerated() {
             let observed = try store.observe(registry.upstream)
@@ -97,7 +105,10 @@ public struct Survey: Sendable {
             let hosts = registry.hosts.enumerated().map { hi, host in
                 HostStatus(host: host, result: results[ri][hi], inFile: listed.contains(host.url))
             }
-            let desired = HostsFile.render(registry, hosts: hosts.filter(\.isUp).map(\.host), for: config.target)
+            var desired = HostsFile.render(registry, hosts: hosts.filter(\.isUp).map(\.host), for: config.target)
+            if desired == nil, pending.contains(registry.upstream), case .managed(let text) = observed.file {
+                desired = text
+            }
             entries.append(
                 entry(upstream: registry.upstream, registry: registry, hosts: hosts, observed: observed, desired: desired, store: store))
         }

@@ -472,6 +472,28 @@ struct DiscoveryTests {
 
     // MARK: plan and check
 
+    @Test("plan with DNS unreachable leaves a file of ours as it is, as apply does; with the name not found it would remove it")
+    func surveyKeepsFileWhileDNSDown() async throws {
+        let store = MemoryStore()
+        let applied = await Applier(
+            config: Self.config(), prober: SettableProber(up: ["http://10.0.0.1:5000"]), store: store, logger: Self.logger,
+            resolver: SettableResolver([Self.name: .addresses(["10.0.0.1"])])
+        ).run()
+        #expect(applied.exitStatus == .ok)
+        let down = await Survey.resolveAll(Self.config(), resolver: SettableResolver([Self.name: .unreachable("no answer")]))
+        #expect(down.pending == ["docker.io"])
+        var survey = try Survey.make(
+            config: down.config, results: await Survey.probeAll(down, prober: SettableProber()), store: store, pending: down.pending)
+        #expect(survey.entries[0].actions.isEmpty && !survey.entries[0].hasChanges)
+        let report = HealthReport.evaluate(survey, containerd: SurveyKit.readsHostsDir, hostsDir: SurveyKit.hostsDir)
+        #expect(CheckText.render(report).contains("Service name \(Self.name) has no address (DNS unreachable: no answer): not used until it resolves"))
+        let gone = await Survey.resolveAll(Self.config(), resolver: SettableResolver())
+        #expect(gone.pending.isEmpty)
+        survey = try Survey.make(
+            config: gone.config, results: await Survey.probeAll(gone, prober: SettableProber()), store: store, pending: gone.pending)
+        #expect(survey.entries[0].desired == nil && survey.entries[0].hasChanges)
+    }
+
     @Test("plan and check: name and address side by side; a name that does not resolve is down with the lookup as reason")
     func surveyShowsNameAndAddress() async throws {
         let other = "http://registry-quay-io.kube-system.svc.cluster.local:5000"
