@@ -139,6 +139,14 @@ public protocol ServiceResolver: Sendable {
     func resolve(_ name: String, using discovery: Discovery) async -> Resolution
 }
 
+extension Optional where Wrapped == any ServiceResolver {
+    /// The lookup apply, watch and plan make: unreachable when there is no resolver or no `[discovery]`.
+    func lookUp(_ name: String, using discovery: Discovery?) async -> Resolution {
+        guard case .some(let resolver) = self, let discovery else { return .unreachable("no resolver") }
+        return await resolver.resolve(name, using: discovery)
+    }
+}
+
 /// Addresses as the agent orders them, so that a file does not change when a DNS server rotates its
 /// answers: IPv4 before IPv6, each numerically.
 public enum ServiceAddress {

@@ -33,8 +33,6 @@ public struct ServiceAddresses: Sendable, Equatable {
     public private(set) var candidates: [String] = []
     /// The last lookup's outcome; nil before the first.
     public private(set) var last: Resolution?
-    /// Lookups that failed in a row.
-    public private(set) var failures = 0
     /// The last answer with addresses.
     private var answer: [String] = []
 
@@ -53,13 +51,9 @@ public struct ServiceAddresses: Sendable, Equatable {
 
     public mutating func record(_ resolution: Resolution) -> Change {
         last = resolution
-        guard case .addresses(let answered) = resolution, !answered.isEmpty else {
-            failures += 1
-            return Change()
-        }
+        guard case .addresses(let answered) = resolution, !answered.isEmpty else { return Change() }
         // The stable order whatever the resolver did: a file must not change when answers rotate.
         let found = Array(ServiceAddress.stableOrder(answered).prefix(Self.maximumAddresses))
-        failures = 0
         answer = found
         let before = current
         let probedBefore = probed

@@ -52,7 +52,7 @@ public struct Survey: Sendable {
         var answers: [String: Resolution] = [:]
         await withTaskGroup(of: (String, Resolution).self) { group in
             for name in names {
-                group.addTask { (name, await resolver?.resolve(name, using: discovery) ?? .unreachable("no resolver")) }
+                group.addTask { (name, await resolver.lookUp(name, using: discovery)) }
             }
             for await (name, answer) in group { answers[name] = answer }
         }
@@ -85,11 +85,6 @@ public struct Survey: Sendable {
             for await (ri, hi, result) in group { results[ri][hi] = result }
         }
         return results
-    }
-
-    /// `probeAll` for a config with no Service names to look up.
-    public static func probeAll(_ config: AgentConfig, prober: any MirrorProber) async -> [[ProbeResult?]] {
-        await probeAll(Resolved(config: config, lookups: [:]), prober: prober)
     }
 
     /// Sets `results` (from `probeAll`) beside the hosts directory. Reads only.

@@ -298,12 +298,7 @@ public struct Watcher: Sendable {
             let now = clock.now
             if due <= now {
                 lastStart = now
-                let resolution: Resolution
-                if let resolver, let discovery {
-                    resolution = await resolver.resolve(name, using: discovery)
-                } else {
-                    resolution = .unreachable("no resolver")
-                }
+                let resolution = await resolver.lookUp(name, using: discovery)
                 if Task.isCancelled { break }
                 // The same answer as last time changes nothing: the event loop is not woken for it.
                 if resolution != lastSent {
