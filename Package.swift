@@ -49,6 +49,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A test tool, not shipped: the journal reader against a real journald (scripts/systemd).
+        .executableTarget(name: "journal-follow-check", dependencies: ["RegistryMirrorCore", "RegistryMirrorSystem"]),
         .testTarget(
             name: "RegistryMirrorCoreTests",
             dependencies: ["RegistryMirrorCore", .product(name: "TOMLKit", package: "TOMLKit")],

@@ -4,7 +4,8 @@
 #   a. systemd-analyze verify on both units: no output at all.
 #   b. a real systemd-journald in a private mount namespace: the agent's native journal entries carry
 #      REGISTRY_UPSTREAM, REGISTRY_HOST, PROBE_RESULT, HOSTS_FILE, PRIORITY, SYSLOG_IDENTIFIER; and
-#      --log-format auto picks the journal exactly when $JOURNAL_STREAM names stderr.
+#      --log-format auto picks the journal exactly when $JOURNAL_STREAM names stderr; the reader watch
+#      follows containerd's journal with hands over every entry as soon as journald tells of it.
 #   c. (sd_notify from the built executable is Tests/RegistryMirrorSystemTests/SystemdNotifyTests.swift,
 #      run by `swift test`; part d shows the same under a real service manager.)
 #   d. a Debian bookworm root filesystem booted with systemd-nspawn (private network: loopback only):

@@ -40,18 +40,76 @@ public enum ContainerdJournal {
     /// Follows `unit`'s new entries from now on, on a thread of its own (sd_journal_wait blocks), and
     /// yields each event. A failure, with the reason, when the journal cannot be opened.
     public static func follow(unit: String) -> Result<AsyncStream<ContainerdLog.Event>, Unreadable> {
-        let journal: Journal
-        switch Journal.open(unit: unit) {
-        case .success(let opened): journal = opened
+        follow(match: "_SYSTEMD_UNIT=\(unit)")
+    }
+
+    /// `follow(unit:)` for any journal match (`FIELD=value`); the test tool follows its own entries.
+    public static func follow(match: String) -> Result<AsyncStream<ContainerdLog.Event>, Unreadable> {
+        let reader: Reader
+        switch Reader.open(match: match) {
+        case .success(let opened): reader = opened
         case .failure(let error): return .failure(error)
         }
-        // From the end: what containerd logged before the watcher started is not news.
-        sd_journal_seek_tail(journal.handle)
-        sd_journal_previous(journal.handle)
         let (stream, sink) = AsyncStream.makeStream(of: ContainerdLog.Event.self, bufferingPolicy: .bufferingNewest(1024))
-        let follower = Follower(journal: journal, sink: sink)
+        let follower = Follower(reader: reader, sink: sink)
         follower.start()
         return .success(stream)
+    }
+
+    /// Reads the entries that follow a position of its own: the cursor of the last entry it read, or,
+    /// before any, the time it was opened (what came before is not news).
+    ///
+    /// Every pass seeks back to that position rather than going on from where sd_journal stopped.
+    /// journald counts an entry in the file (`n_entries`) before it links the entry to its fields, and
+    /// sd_journal, having once found no match at the end of a file, looks at that file again only when
+    /// its count changes. A pass that runs between the two steps would then hide the entry until the
+    /// next entry of any unit reaches that file, which on a quiet node can be minutes. A seek resets
+    /// that per-file memory; it costs a bisection per file and pass.
+    public final class Reader: @unchecked Sendable {
+        let journal: Journal
+        private var cursor: String?
+        private let openedAt: UInt64
+
+        private init(journal: Journal, openedAt: UInt64) {
+            self.journal = journal
+            self.openedAt = openedAt
+        }
+
+        /// Opens the journal, matched on `match`; the first pass reads what came after this call.
+        public static func open(match: String) -> Result<Reader, Unreadable> {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            let openedAt = UInt64(max(0, now.tv_sec)) * 1_000_000 + UInt64(max(0, now.tv_nsec)) / 1000
+            return Journal.open(match: match).map { Reader(journal: $0, openedAt: openedAt) }
+        }
+
+        /// Hands each event recorded after the last pass (or after `open`) to `body`.
+        public func pass(_ body: (ContainerdLog.Event) -> Void) {
+            let handle = journal.handle
+            if let cursor {
+                sd_journal_seek_cursor(handle, cursor)
+                // The seek lands on the entry of the cursor, already read: step over it. When that
+                // entry is gone (rotated away and vacuumed), the first entry after it is new.
+                if sd_journal_next(handle) > 0, sd_journal_test_cursor(handle, cursor) <= 0 {
+                    sd_journal_previous(handle)
+                }
+            } else {
+                sd_journal_seek_realtime_usec(handle, openedAt)
+            }
+            while sd_journal_next(handle) > 0 {
+                var text: UnsafeMutablePointer<CChar>?
+                if sd_journal_get_cursor(handle, &text) >= 0, let text {
+                    cursor = String(cString: text)
+                    free(text)
+                }
+                if let event = journal.currentEvent() { body(event) }
+            }
+        }
+
+        /// Waits for the journal to change, up to `microseconds`; negative on failure.
+        func wait(microseconds: UInt64) -> Int32 { sd_journal_wait(journal.handle, microseconds) }
+
+        public func close() { journal.close() }
     }
 
     /// An open sd_journal handle. Unchecked: the handle is used by one thread at a time (the caller
@@ -61,13 +119,14 @@ public enum ContainerdJournal {
 
         private init(handle: OpaquePointer) { self.handle = handle }
 
-        static func open(unit: String) -> Result<Journal, Unreadable> {
+        static func open(unit: String) -> Result<Journal, Unreadable> { open(match: "_SYSTEMD_UNIT=\(unit)") }
+
+        static func open(match: String) -> Result<Journal, Unreadable> {
             var handle: OpaquePointer?
             let rc = sd_journal_open(&handle, Int32(SD_JOURNAL_LOCAL_ONLY | SD_JOURNAL_SYSTEM))
             guard rc >= 0, let handle else {
                 return .failure(Unreadable(reason: "cannot open the journal: \(String(cString: strerror(-rc)))"))
             }
-            let match = "_SYSTEMD_UNIT=\(unit)"
             let added = match.withCString { sd_journal_add_match(handle, $0, 0) }
             guard added >= 0 else {
                 sd_journal_close(handle)
@@ -98,13 +157,13 @@ public enum ContainerdJournal {
 
     /// The thread that waits on the journal for the life of the process.
     private final class Follower: Sendable {
-        let journal: Journal
+        let reader: Reader
         let sink: AsyncStream<ContainerdLog.Event>.Continuation
         /// Set when nobody reads the stream any more: the thread then closes the journal and ends.
         let stopped = Atomic<Bool>(false)
 
-        init(journal: Journal, sink: AsyncStream<ContainerdLog.Event>.Continuation) {
-            self.journal = journal
+        init(reader: Reader, sink: AsyncStream<ContainerdLog.Event>.Continuation) {
+            self.reader = reader
             self.sink = sink
         }
 
@@ -112,20 +171,18 @@ public enum ContainerdJournal {
             sink.onTermination = { [self] _ in stopped.store(true, ordering: .relaxed) }
             if startDetachedThread(named: "ccr-journal", { [self] in run() }) != 0 {
                 sink.finish()
-                journal.close()
+                reader.close()
             }
         }
 
         private func run() {
             var failures = 0
             while !stopped.load(ordering: .relaxed) {
-                while sd_journal_next(journal.handle) > 0 {
-                    if let event = journal.currentEvent() { sink.yield(event) }
-                }
+                reader.pass { sink.yield($0) }
                 // Wakes on new entries of any unit (journald tells of changes at most 4 times a
                 // second), rotation or a change of files; after a minute at most, so a stream nobody
                 // reads any more is noticed without waking an idle node every second.
-                let rc = sd_journal_wait(journal.handle, 60_000_000)
+                let rc = reader.wait(microseconds: 60_000_000)
                 if rc < 0 {
                     failures += 1
                     if failures > 10 { break }
@@ -135,7 +192,7 @@ public enum ContainerdJournal {
                 }
             }
             sink.finish()
-            journal.close()
+            reader.close()
         }
     }
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Part of scripts/systemd-test.sh; run by it inside `unshare --mount --propagation private`.
 # Starts a real systemd-journald on private tmpfs mounts and checks the agent's native journal
-# entries. Its checks count with the caller's (scripts/lib/assert.sh, $ASSERT_RESULTS from the
+# entries, and the reader that follows containerd's journal (follow_check.py). Its checks count with the caller's (scripts/lib/assert.sh, $ASSERT_RESULTS from the
 # caller). Loopback only.
-#   journald-inner.sh AGENT_BIN WORK_DIR
+#   journald-inner.sh AGENT_BIN WORK_DIR  (journal-follow-check is taken from beside AGENT_BIN)
 set -uo pipefail
 agent=$1
 work=$2
@@ -105,4 +105,15 @@ if journalctl -D "$journal_dir" -o cat --no-pager SYSLOG_IDENTIFIER=ccr-auto-jou
     fail "auto with matching JOURNAL_STREAM: text lines went to stderr as well"
 else
     pass "auto with matching JOURNAL_STREAM: no text line on stderr"
+fi
+
+# The reader watch follows containerd's journal with (ContainerdJournal.Reader, through the test tool
+# journal-follow-check built beside the agent): every entry is read as soon as journald tells of it,
+# including one written while a pass was reading, with nothing after it to wake the reader again.
+follow_tool=$(dirname "$agent")/journal-follow-check
+if [ -x "$follow_tool" ]; then
+    python3 "$here/follow_check.py" "$follow_tool" spin 60 150 100 | tally
+    python3 "$here/follow_check.py" "$follow_tool" wait 6 1200 1000 | tally
+else
+    fail "journal follow: no $follow_tool (swift build builds it beside the agent)"
 fi
