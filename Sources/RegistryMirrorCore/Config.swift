@@ -52,6 +52,9 @@ public struct MirrorHost: Sendable, Hashable {
         return Names.isIPv4(Substring(host)) ? host : nil
     }
 
+    /// A Service name with no address: shown by plan and check, never probed or written.
+    public var isUnresolvedService: Bool { serviceName != nil && address == nil }
+
     /// This host at `address`: what the file names and probes reach for a Service name.
     public func resolved(to address: String, name: String) -> MirrorHost {
         var host = self

@@ -252,9 +252,14 @@ struct MirrorState {
         return configured.registries[ri].hosts.contains { services[HostKey(upstream: upstream, url: $0.url)]?.isPending == true }
     }
 
+    /// What the registry's file should be now: `fileDecision` of its hosts, with a Service name that
+    /// has no address yet and may still get one holding the file as it is rather than removing it.
+    /// A name with no address kept in `config` (`keepUnresolved`) is not a host here.
     func decision(_ upstream: String) -> FileDecision? {
         guard let ri = registryIndex[upstream] else { return nil }
-        let decision = fileDecision(config.registries[ri]) { trackers[$0] }
+        var registry = config.registries[ri]
+        if keepUnresolved { registry.hosts.removeAll(where: \.isUnresolvedService) }
+        let decision = fileDecision(registry) { trackers[$0] }
         switch decision {
         case .write(let hosts) where hosts.isEmpty: return hasPendingService(upstream) ? .wait : .remove
         case .remove where hasPendingService(upstream): return .wait

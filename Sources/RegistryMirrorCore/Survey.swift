@@ -39,15 +39,14 @@ public struct Survey: Sendable {
         public var config: AgentConfig
         /// Each Service name host's lookup, by its key as configured.
         public var lookups: [HostKey: Resolution]
-        /// Upstreams with a Service name that has no address yet and may still get one (DNS
-        /// unreachable): apply leaves their file as it is rather than remove it, and so does the plan.
-        public var pending: Set<String> = []
+        /// The model apply and watch decide files with, holding these lookups; `make` adds the probes.
+        var state: MirrorState
     }
 
     /// Looks every Service name up once, concurrently (each name once, however many hosts use it).
     public static func resolveAll(_ config: AgentConfig, resolver: (any ServiceResolver)?) async -> Resolved {
         var state = MirrorState(config: config, promoteAfter: 1, keepUnresolved: true)
-        guard let discovery = config.discovery, !state.services.isEmpty else { return Resolved(config: config, lookups: [:]) }
+        guard let discovery = config.discovery, !state.services.isEmpty else { return Resolved(config: config, lookups: [:], state: state) }
         let names = Set(state.services.values.map(\.name))
         var answers: [String: Resolution] = [:]
         await withTaskGroup(of: (String, Resolution).self) { group in
@@ -62,8 +61,7 @@ public struct Survey: Sendable {
             lookups[key] = answer.usable
             _ = state.resolved(key, answer)
         }
-        let pending = Set(config.registries.map(\.upstream).filter { state.hasPendingService($0) })
-        return Resolved(config: state.config, lookups: lookups, pending: pending)
+        return Resolved(config: state.config, lookups: lookups, state: state)
     }
 
     /// Probes every host of every probed registry once, concurrently. A Service name with no address
@@ -74,7 +72,7 @@ public struct Survey: Sendable {
         await withTaskGroup(of: (Int, Int, ProbeResult).self) { group in
             for (ri, registry) in config.registries.enumerated() {
                 for (hi, host) in registry.hosts.enumerated() {
-                    if host.serviceName != nil && host.address == nil {
+                    if host.isUnresolvedService {
                         let lookup = resolved.lookups[HostKey(upstream: registry.upstream, url: host.url)] ?? .unreachable("not looked up")
                         results[ri][hi] = ProbeResult(state: .down, reason: lookup.description, connected: false)
                     } else if registry.readinessProbe {
@@ -87,12 +85,21 @@ public struct Survey: Sendable {
         return results
     }
 
-    /// Sets `results` (from `probeAll`) beside the hosts directory. Reads only.
-    /// `pending`: upstreams whose file stays as it is when no host is up (`Resolved.pending`), as apply
-    /// leaves it.
-    public static func make(
-        config: AgentConfig, results: [[ProbeResult?]], store: any HostsStore, pending: Set<String> = []
-    ) throws(StoreError) -> Survey {
+    /// Sets `results` (from `probeAll`) beside the hosts directory. Reads only. What apply would do
+    /// with each file is decided by apply's own rule (`MirrorState.decision`), each host's one result
+    /// deciding it as apply's first probe does: a file while a Service name's DNS is unreachable stays
+    /// as it is, as apply leaves it.
+    public static func make(_ resolved: Resolved, results: [[ProbeResult?]], store: any HostsStore) throws(StoreError) -> Survey {
+        let config = resolved.config
+        var state = resolved.state
+        for (ri, registry) in config.registries.enumerated() where registry.readinessProbe {
+            for (hi, host) in registry.hosts.enumerated() where !host.isUnresolvedService {
+                guard let result = results[ri][hi] else { continue }
+                var tracker = HostTracker()
+                _ = tracker.record(result, settings: config.probe)
+                _ = state.adopt(HostKey(upstream: registry.upstream, url: host.url), tracker)
+            }
+        }
         var entries: [Entry] = []
         for (ri, registry) in config.registries.enumerated() {
             let observed = try store.observe(registry.upstream)
@@ -100,9 +107,12 @@ public struct Survey: Sendable {
             let hosts = registry.hosts.enumerated().map { hi, host in
                 HostStatus(host: host, result: results[ri][hi], inFile: listed.contains(host.url))
             }
-            var desired = HostsFile.render(registry, hosts: hosts.filter(\.isUp).map(\.host), for: config.target)
-            if desired == nil, pending.contains(registry.upstream), case .managed(let text) = observed.file {
-                desired = text
+            let desired: String?
+            switch state.decision(registry.upstream) {
+            case .write(let filed)?: desired = HostsFile.render(registry, hosts: filed, for: config.target)
+            case .wait?:
+                if case .managed(let text) = observed.file { desired = text } else { desired = nil }
+            case .remove?, nil: desired = nil
             }
             entries.append(
                 entry(upstream: registry.upstream, registry: registry, hosts: hosts, observed: observed, desired: desired, store: store))

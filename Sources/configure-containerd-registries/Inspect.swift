@@ -40,7 +40,7 @@ struct Plan: AsyncParsableCommand {
         let results = await Survey.probeAll(resolved, prober: CurlProber.shared)
         let survey: Survey
         do {
-            survey = try Survey.make(config: resolved.config, results: results, store: store, pending: resolved.pending)
+            survey = try Survey.make(resolved, results: results, store: store)
         } catch {
             logger.error("\(error)")
             throw Exit.status(.cannotWrite)
@@ -101,8 +101,7 @@ struct Check: AsyncParsableCommand {
             let config = try common.load(mirrors: mirrors)
             let resolved = await Survey.resolveAll(config, resolver: CAresResolver())
             let results = await Survey.probeAll(resolved, prober: CurlProber.shared)
-            let survey = try Survey.make(
-                config: resolved.config, results: results, store: FileHostsStore(root: config.hostsDir), pending: resolved.pending)
+            let survey = try Survey.make(resolved, results: results, store: FileHostsStore(root: config.hostsDir))
             let containerdText: String?
             do {
                 containerdText = String(decoding: try ConfigFile.read(config.containerdConfig), as: UTF8.self)

@@ -481,17 +481,31 @@ struct DiscoveryTests {
         ).run()
         #expect(applied.exitStatus == .ok)
         let down = await Survey.resolveAll(Self.config(), resolver: SettableResolver([Self.name: .unreachable("no answer")]))
-        #expect(down.pending == ["docker.io"])
-        var survey = try Survey.make(
-            config: down.config, results: await Survey.probeAll(down, prober: SettableProber()), store: store, pending: down.pending)
+        var survey = try Survey.make(down, results: await Survey.probeAll(down, prober: SettableProber()), store: store)
         #expect(survey.entries[0].actions.isEmpty && !survey.entries[0].hasChanges)
         let report = HealthReport.evaluate(survey, containerd: SurveyKit.readsHostsDir, hostsDir: SurveyKit.hostsDir)
         #expect(CheckText.render(report).contains("Service name \(Self.name) has no address (DNS unreachable: no answer): not used until it resolves"))
         let gone = await Survey.resolveAll(Self.config(), resolver: SettableResolver())
-        #expect(gone.pending.isEmpty)
-        survey = try Survey.make(
-            config: gone.config, results: await Survey.probeAll(gone, prober: SettableProber()), store: store, pending: gone.pending)
+        survey = try Survey.make(gone, results: await Survey.probeAll(gone, prober: SettableProber()), store: store)
         #expect(survey.entries[0].desired == nil && survey.entries[0].hasChanges)
+    }
+
+    @Test("plan's file is apply's file: with readiness_probe = false a name with no address is left out, the other hosts written")
+    func surveyDecidesAsApply() async throws {
+        let literal = "http://10.0.0.9:5000"
+        var config = Self.config([literal, Self.url], readinessProbe: false)
+        config.probe.deadline = .seconds(5)
+        let store = MemoryStore()
+        let applied = await Applier(
+            config: config, prober: SettableProber(), store: store, logger: Self.logger, resolver: SettableResolver()
+        ).run()
+        #expect(applied.exitStatus == .ok)
+        let written = store.content("docker.io")
+        #expect(Self.hosts(in: written) == [literal])
+        let resolved = await Survey.resolveAll(config, resolver: SettableResolver())
+        let survey = try Survey.make(resolved, results: await Survey.probeAll(resolved, prober: SettableProber()), store: MemoryStore())
+        #expect(survey.entries[0].desired == written)
+        #expect(survey.entries[0].hosts.map(\.host.url) == [literal, Self.url])
     }
 
     @Test("plan and check: name and address side by side; a name that does not resolve is down with the lookup as reason")
@@ -502,7 +516,7 @@ struct DiscoveryTests {
         #expect(resolved.config.registries[0].hosts.map(\.url) == ["http://10.0.0.1:5000", other])
         let results = await Survey.probeAll(resolved, prober: SettableProber(up: ["http://10.0.0.1:5000"]))
         #expect(results[0][1]?.reason == "DNS: name not found (NXDOMAIN from test)")
-        let survey = try Survey.make(config: resolved.config, results: results, store: MemoryStore())
+        let survey = try Survey.make(resolved, results: results, store: MemoryStore())
         #expect(Self.hosts(in: survey.entries[0].desired) == ["http://10.0.0.1:5000"])
         let report = HealthReport.evaluate(
             survey, containerd: SurveyKit.readsHostsDir, hostsDir: SurveyKit.hostsDir)
