@@ -116,8 +116,8 @@ public struct Applier: Sendable {
                     group.addTask { await probeUntilUp(host, key: key, retired: retired, sink: sink) }
                 }
             }
-            for (key, addresses) in state.services {
-                group.addTask { await resolveLoop(addresses.name, key: key, sink: sink) }
+            for service in state.servicesByName {
+                group.addTask { await resolveLoop(service.name, keys: service.keys, sink: sink) }
             }
             let deadline = config.probe.deadline
             if !deadline.isZero {
@@ -262,14 +262,15 @@ public struct Applier: Sendable {
 
     /// Looks a Service name up until apply ends: on the backoff while it fails (not found, DNS
     /// unreachable: the host is not ready), every `max_interval` once it has addresses, so a Service
-    /// that moves while apply waits for its old address is followed.
-    private func resolveLoop(_ name: String, key: HostKey, sink: AsyncStream<Event>.Continuation) async {
+    /// that moves while apply waits for its old address is followed. Each answer goes to every host
+    /// (`keys`) that uses the name.
+    private func resolveLoop(_ name: String, keys: [HostKey], sink: AsyncStream<Event>.Continuation) async {
         let backoff = Backoff(settings)
         var failures = 0
         while !Task.isCancelled {
             let resolution = await resolver.lookUp(name, using: config.discovery)
             if Task.isCancelled { return }
-            sink.yield(.resolved(key, resolution))
+            for key in keys { sink.yield(.resolved(key, resolution)) }
             if case .addresses = resolution.usable {
                 failures = 0
                 await clock.sleep(for: settings.maxInterval.duration)

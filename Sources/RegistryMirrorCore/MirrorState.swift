@@ -155,6 +155,14 @@ struct MirrorState {
         config.registries.filter(\.readinessProbe).flatMap { r in r.hosts.map { HostKey(upstream: r.upstream, url: $0.url) } }
     }
 
+    /// Each Service name once, with the hosts (keys as configured) that use it: a name several
+    /// registries share is looked up once for all of them. `known`: every one of them has addresses.
+    var servicesByName: [(name: String, keys: [HostKey], known: Bool)] {
+        Dictionary(grouping: services, by: \.value.name).map { name, uses in
+            (name, uses.map(\.key).sorted { $0.description < $1.description }, uses.allSatisfy { !$0.value.current.isEmpty })
+        }.sorted { $0.name < $1.name }
+    }
+
     /// Service names not looked up yet.
     var unresolvedServices: Int { services.values.filter { $0.last == nil }.count }
 

@@ -232,13 +232,13 @@ public struct Watcher: Sendable {
         }
         let loops = hosts.map { makeLoop($0.host, $0.key, $0.seed) }
         let (additions, add) = AsyncStream.makeStream(of: ProbeLoop.self)
-        let services = state.services.map { (key: $0.key, name: $0.value.name, known: !$0.value.current.isEmpty) }
+        // One lookup loop per name, however many registries use it.
         var lookups: [HostKey: AsyncStream<LookupEvent>.Continuation] = [:]
-        var lookupLoops: [(key: HostKey, name: String, known: Bool, events: AsyncStream<LookupEvent>, wake: AsyncStream<LookupEvent>.Continuation)] = []
-        for service in services {
+        var lookupLoops: [(keys: [HostKey], name: String, known: Bool, events: AsyncStream<LookupEvent>, wake: AsyncStream<LookupEvent>.Continuation)] = []
+        for service in state.servicesByName {
             let (events, wake) = AsyncStream.makeStream(of: LookupEvent.self)
-            lookups[service.key] = wake
-            lookupLoops.append((service.key, service.name, service.known, events, wake))
+            for key in service.keys { lookups[key] = wake }
+            lookupLoops.append((service.keys, service.name, service.known, events, wake))
         }
         let discovery = state.configured.discovery
         let task = Task {
@@ -247,7 +247,7 @@ public struct Watcher: Sendable {
                 for service in lookupLoops {
                     group.addTask {
                         await lookupLoop(
-                            service.name, key: service.key, discovery: discovery, known: service.known, settings: settings,
+                            service.name, keys: service.keys, discovery: discovery, known: service.known, settings: settings,
                             rounds: rounds, ticker: ticker, generation: generation, events: service.events, wake: service.wake,
                             sink: sink)
                     }
@@ -277,9 +277,10 @@ public struct Watcher: Sendable {
 
     /// One Service name: looked up at each round, and at once when asked (a probe of its address
     /// failed), at most once per `initial_interval`. While no address is known, a failed lookup is
-    /// retried on the backoff instead of waiting for the round.
+    /// retried on the backoff instead of waiting for the round. Each answer goes to every host (`keys`)
+    /// that uses the name.
     private func lookupLoop(
-        _ name: String, key: HostKey, discovery: Discovery?, known: Bool, settings: ProbeSettings, rounds: RoundSchedule,
+        _ name: String, keys: [HostKey], discovery: Discovery?, known: Bool, settings: ProbeSettings, rounds: RoundSchedule,
         ticker: RoundTicker, generation: Int, events: AsyncStream<LookupEvent>, wake: AsyncStream<LookupEvent>.Continuation,
         sink: AsyncStream<Event>.Continuation
     ) async {
@@ -302,7 +303,7 @@ public struct Watcher: Sendable {
                 if Task.isCancelled { break }
                 // The same answer as last time changes nothing: the event loop is not woken for it.
                 if resolution != lastSent {
-                    sink.yield(.resolved(generation: generation, key: key, resolution))
+                    for key in keys { sink.yield(.resolved(generation: generation, key: key, resolution)) }
                     lastSent = resolution
                 }
                 if case .addresses = resolution.usable {

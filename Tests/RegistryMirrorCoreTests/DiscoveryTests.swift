@@ -443,6 +443,39 @@ struct DiscoveryTests {
         #expect(await watch.stop() == .ok)
     }
 
+    @Test("a name two registries share (one cache for two upstreams) is looked up once per round, not once per registry")
+    func sharedNameLookedUpOnce() async {
+        var config = Self.config()
+        config.registries.append(Registry(upstream: "quay.io", hosts: [MirrorHost(url: Self.url)]))
+        config.probe.maxInterval = .seconds(30)  // apply's next lookup of a resolved name: not within this test
+        let address = "http://10.0.0.1:5000"
+        let applyResolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
+        let store = MemoryStore()
+        let applied = await Applier(
+            config: config, prober: SettableProber(up: [address]), store: store, logger: Self.logger, resolver: applyResolver
+        ).run()
+        #expect(applied.exitStatus == .ok)
+        #expect(applyResolver.count(Self.name) == 1)
+        #expect(Self.hosts(in: store.content("docker.io")) == [address] && Self.hosts(in: store.content("quay.io")) == [address])
+
+        config.probe = ProbeSettings()
+        let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
+        let watch = ManualWatch(config: config, prober: SettableProber(up: [address]), resolver: resolver)
+        let (clock, files) = (watch.clock, watch.store)
+        #expect(await eventuallyTrue { Self.hosts(in: files.content("docker.io")) == [address] && Self.hosts(in: files.content("quay.io")) == [address] })
+        #expect(resolver.count(Self.name) == 1)
+        for round in 1...2 {
+            let at = Duration.milliseconds(2_400 * round)
+            #expect(await eventuallyTrue { clock.nextDeadline.map { abs(($0 - at) / .microseconds(1)) < 1 } == true })
+            clock.advance(to: clock.nextDeadline ?? at)
+            #expect(await eventuallyTrue { resolver.count(Self.name) == round + 1 }, "lookup at round \(round)")
+        }
+        // Settled: no second lookup of the name hides behind the first.
+        await Task.yield()
+        #expect(resolver.count(Self.name) == 3)
+        #expect(await watch.stop() == .ok)
+    }
+
     @Test("watch: a reload keeps a name's addresses and history, and looks up a name it adds")
     func reloadKeepsAddresses() async {
         let other = "registry-quay-io.kube-system.svc.cluster.local"
