@@ -86,17 +86,19 @@ public enum ContainerdJournal {
         /// Hands each event recorded after the last pass (or after `open`) to `body`.
         public func pass(_ body: (ContainerdLog.Event) -> Void) {
             let handle = journal.handle
+            // The seek lands on the entry of the cursor, already read: it is stepped over. When that
+            // entry is gone (its file rotated away and vacuumed), the first entry after it is new.
+            var readAlready = cursor
             if let cursor {
                 sd_journal_seek_cursor(handle, cursor)
-                // The seek lands on the entry of the cursor, already read: step over it. When that
-                // entry is gone (rotated away and vacuumed), the first entry after it is new.
-                if sd_journal_next(handle) > 0, sd_journal_test_cursor(handle, cursor) <= 0 {
-                    sd_journal_previous(handle)
-                }
             } else {
                 sd_journal_seek_realtime_usec(handle, openedAt)
             }
             while sd_journal_next(handle) > 0 {
+                if let last = readAlready {
+                    readAlready = nil
+                    if sd_journal_test_cursor(handle, last) > 0 { continue }
+                }
                 var text: UnsafeMutablePointer<CChar>?
                 if sd_journal_get_cursor(handle, &text) >= 0, let text {
                     cursor = String(cString: text)

@@ -109,11 +109,13 @@ fi
 
 # The reader watch follows containerd's journal with (ContainerdJournal.Reader, through the test tool
 # journal-follow-check built beside the agent): every entry is read as soon as journald tells of it,
-# including one written while a pass was reading, with nothing after it to wake the reader again.
+# including one written while a pass was reading, with nothing after it to wake the reader again,
+# and one written after the file holding the last entry read was rotated away and deleted.
 follow_tool=$(dirname "$agent")/journal-follow-check
 if [ -x "$follow_tool" ]; then
     python3 "$here/follow_check.py" "$follow_tool" spin 60 150 100 | tally
     python3 "$here/follow_check.py" "$follow_tool" wait 6 1200 1000 | tally
+    python3 "$here/follow_check.py" "$follow_tool" wait 6 1200 1000 2 | tally
 else
     fail "journal follow: no $follow_tool (swift build builds it beside the agent)"
 fi
