@@ -146,7 +146,7 @@ struct MirrorState {
         }
         filedKeys = Set(probedKeys)
         probedHosts = filedKeys.count
-        trackers = trackers.filter { filedKeys.contains($0.key) || owners[$0.key] != nil }
+        trackers = trackers.filter { isProbed($0.key) }
         decidedHosts = trackers.filter { filedKeys.contains($0.key) && $0.value.inFile != nil }.count
     }
 
@@ -172,7 +172,7 @@ struct MirrorState {
     /// returns the one it replaces. Nil when `key` is not probed (a result from before a reload, or of
     /// an address no longer used).
     mutating func adopt(_ key: HostKey, _ tracker: HostTracker) -> HostTracker?? {
-        guard filedKeys.contains(key) || owners[key] != nil else { return nil }
+        guard isProbed(key) else { return nil }
         let previous = trackers.updateValue(tracker, forKey: key)
         if previous?.inFile == nil && tracker.inFile != nil && filedKeys.contains(key) { decidedHosts += 1 }
         return .some(previous)
@@ -218,21 +218,29 @@ struct MirrorState {
             let addresses = services[service]
         else { return nil }
         let registry = configured.registries[ri]
-        let update = ServiceUpdate(
-            service: service, name: addresses.name, change: change,
-            started: change.added.map { address in
-                let resolved = host.resolved(to: address, name: addresses.name)
-                let seed = addresses.candidates.contains(address) ? HostTracker.candidate : HostTracker()
-                return (HostKey(upstream: service.upstream, url: resolved.url), resolved, seed)
-            },
-            stopped: change.dropped.map { HostKey(upstream: service.upstream, url: ServiceAddress.url(service.url, at: $0)) },
-            current: addresses.current, probed: registry.readinessProbe)
+        // A key another host also stands for (a literal, or another name's address) was probed before
+        // this change and stays probed after it: it is neither started nor stopped.
+        let (filedBefore, ownersBefore) = (filedKeys, owners)
         if change.previous != nil || !change.added.isEmpty || !change.dropped.isEmpty {
             config.registries[ri] = expand(registry)
             recount()
         }
-        return update
+        return ServiceUpdate(
+            service: service, name: addresses.name, change: change,
+            started: change.added.compactMap { address in
+                let resolved = host.resolved(to: address, name: addresses.name)
+                let key = HostKey(upstream: service.upstream, url: resolved.url)
+                guard !filedBefore.contains(key) && ownersBefore[key] == nil else { return nil }
+                let seed = addresses.candidates.contains(address) ? HostTracker.candidate : HostTracker()
+                return (key, resolved, seed)
+            },
+            stopped: change.dropped.map { HostKey(upstream: service.upstream, url: ServiceAddress.url(service.url, at: $0)) }
+                .filter { !isProbed($0) },
+            current: addresses.current, probed: registry.readinessProbe)
     }
+
+    /// The key has a probe: a host of a file or an address of a Service name (current or candidate).
+    private func isProbed(_ key: HostKey) -> Bool { filedKeys.contains(key) || owners[key] != nil }
 
     /// The host to probe for an address key of a Service name (current or candidate).
     func addressHost(_ key: HostKey) -> MirrorHost? {

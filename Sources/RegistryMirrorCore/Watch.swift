@@ -546,13 +546,19 @@ public struct Watcher: Sendable {
     private func serviceChanged(
         _ update: MirrorState.ServiceUpdate, state: inout MirrorState, watch: inout WatchProgress, probes: inout ProbeTasks
     ) {
-        guard !update.change.isEmpty else { return }
-        ServiceLog.changed(update, logger: logger)
-        for key in update.stopped { probes.retire(key) }
-        if update.probed {
-            for (key, host, seed) in update.started { probes.add(host, key: key, seed: seed) }
+        let upstream = update.service.upstream
+        let applied = state.applied[upstream]
+        if !update.change.isEmpty {
+            ServiceLog.changed(update, logger: logger)
+            for key in update.stopped { probes.retire(key) }
+            if update.probed {
+                for (key, host, seed) in update.started { probes.add(host, key: key, seed: seed) }
+            }
         }
-        files.carryOut(update.service.upstream, in: &state)
+        // Also with the addresses unchanged: a name with none that was pending (DNS unreachable) and is
+        // now not found turns the file's "wait" into "remove".
+        files.carryOut(upstream, in: &state)
+        guard !update.change.isEmpty || state.applied[upstream] != applied else { return }
         if watch.firstPassDone {
             if notifier.isListening { notifier.status(statusText(state)) }
             writeMetrics(state, &watch, force: true)

@@ -409,6 +409,46 @@ struct DiscoveryTests {
         #expect(Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"])
     }
 
+    @Test("watch: a literal host that is also a Service's old address is still probed after the Service moves, and leaves when it dies")
+    func literalSharedWithOldAddressStaysProbed() async {
+        let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
+        let prober = SettableProber(up: ["http://10.0.0.1:5000", "http://10.0.0.2:5000"])
+        let store = MemoryStore()
+        let seen = await watch(
+            Self.config([Self.url, "http://10.0.0.1:5000"]), prober: prober, resolver: resolver, store: store,
+            steps: [
+                ({ Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"] }, {
+                    resolver.set(Self.name, .addresses(["10.0.0.2"]))
+                }),
+                ({ Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.2:5000", "http://10.0.0.1:5000"] }, {
+                    prober.set("http://10.0.0.1:5000", up: false)
+                }),
+                ({ Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.2:5000"] }, {}),
+            ])
+        #expect(seen == [true, true, true], "\(String(describing: store.content("docker.io")))")
+    }
+
+    @Test("watch: a name with no address while DNS is unreachable keeps our old file; once DNS says it does not exist, the file goes")
+    func pendingNameNotFoundRemovesFile() async {
+        let store = MemoryStore()
+        let applied = await Applier(
+            config: Self.config(), prober: SettableProber(up: ["http://10.0.0.1:5000"]), store: store, logger: Self.logger,
+            resolver: SettableResolver([Self.name: .addresses(["10.0.0.1"])])
+        ).run()
+        #expect(applied.exitStatus == .ok)
+        let resolver = SettableResolver([Self.name: .unreachable("no answer")])
+        let seen = await watch(
+            Self.config(), prober: SettableProber(up: ["http://10.0.0.1:5000"]), resolver: resolver, store: store,
+            steps: [
+                ({ resolver.count(Self.name) >= 5 }, {
+                    #expect(Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"])
+                    resolver.set(Self.name, .notFound("NXDOMAIN"))
+                }),
+                ({ store.content("docker.io") == nil }, {}),
+            ])
+        #expect(seen == [true, true])
+    }
+
     @Test("watch, manual clock: the name is looked up at each round (2.4 s), and 200 ms after a failed probe of its address rather than at the next round")
     func lookupTiming() async {
         let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
