@@ -186,7 +186,7 @@ public enum ServiceAddress {
         guard Names.isIPv6(s) else { return nil }
         var head: [UInt8] = []
         var tail: [UInt8] = []
-        let halves = text.components(separatedBy: "::")
+        let halves = Names.splitOnDoubleColon(text)
         func groups(_ part: String) -> [UInt8] {
             guard !part.isEmpty else { return [] }
             var out: [UInt8] = []
@@ -212,18 +212,5 @@ public enum ServiceAddress {
         let port = split.authority.dropFirst(host.count)
         let literal = address.contains(":") ? "[\(address)]" : address
         return split.scheme + "://" + literal + port + split.path
-    }
-}
-
-extension String {
-    fileprivate func components(separatedBy separator: String) -> [String] {
-        var parts: [String] = []
-        var rest = Substring(self)
-        while let range = rest.firstRange(of: separator) {
-            parts.append(String(rest[..<range.lowerBound]))
-            rest = rest[range.upperBound...]
-        }
-        parts.append(String(rest))
-        return parts
     }
 }

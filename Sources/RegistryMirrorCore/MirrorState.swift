@@ -24,9 +24,9 @@ public enum FileDecision: Sendable, Equatable {
 
 /// The one rule, for apply and watch alike, of which hosts belong in a registry's file: those whose
 /// tracker says so (`HostTracker.inFile`), in config order. Registries with `readiness_probe = false`
-/// list every host.
+/// list every host (none: no file, as when a Service name of theirs has no address).
 public func fileDecision(_ registry: Registry, tracker: (HostKey) -> HostTracker?) -> FileDecision {
-    guard registry.readinessProbe else { return .write(registry.hosts) }
+    guard registry.readinessProbe else { return registry.hosts.isEmpty ? .remove : .write(registry.hosts) }
     var listed: [MirrorHost] = []
     var undecided = false
     for host in registry.hosts {
@@ -276,11 +276,7 @@ struct MirrorState {
         var registry = config.registries[ri]
         if keepUnresolved { registry.hosts.removeAll(where: \.isUnresolvedService) }
         let decision = fileDecision(registry) { trackers[$0] }
-        switch decision {
-        case .write(let hosts) where hosts.isEmpty: return hasPendingService(upstream) ? .wait : .remove
-        case .remove where hasPendingService(upstream): return .wait
-        default: return decision
-        }
+        return decision == .remove && hasPendingService(upstream) ? .wait : decision
     }
 
     /// True when the registry's file is in place (written, listing at least one host).

@@ -80,7 +80,7 @@ public enum Names {
             }
     }
 
-    private static func splitOnDoubleColon(_ text: String) -> [String] {
+    static func splitOnDoubleColon(_ text: String) -> [String] {
         var parts: [String] = []
         var current = ""
         var previousColon = false

@@ -36,32 +36,27 @@ public struct Survey: Sendable {
     /// The config as plan and check see it: each Service name looked up once and replaced by its
     /// addresses (`MirrorHost.resolved`); a name with no address stays as it is, with `serviceName` set.
     public struct Resolved: Sendable {
-        public var config: AgentConfig
-        /// Each Service name host's lookup, by its key as configured.
-        public var lookups: [HostKey: Resolution]
-        /// The model apply and watch decide files with, holding these lookups; `make` adds the probes.
+        /// The model apply and watch decide files with, holding the lookups; `make` adds the probes.
         var state: MirrorState
+        public var config: AgentConfig { state.config }
+        /// A Service name host's lookup, by its key as configured.
+        func lookup(_ key: HostKey) -> Resolution? { state.services[key]?.last }
     }
 
     /// Looks every Service name up once, concurrently (each name once, however many hosts use it).
     public static func resolveAll(_ config: AgentConfig, resolver: (any ServiceResolver)?) async -> Resolved {
         var state = MirrorState(config: config, promoteAfter: 1, keepUnresolved: true)
-        guard let discovery = config.discovery, !state.services.isEmpty else { return Resolved(config: config, lookups: [:], state: state) }
-        let names = Set(state.services.values.map(\.name))
-        var answers: [String: Resolution] = [:]
-        await withTaskGroup(of: (String, Resolution).self) { group in
-            for name in names {
-                group.addTask { (name, await resolver.lookUp(name, using: discovery)) }
+        guard let discovery = config.discovery else { return Resolved(state: state) }
+        let services = state.servicesByName
+        await withTaskGroup(of: (Int, Resolution).self) { group in
+            for (index, service) in services.enumerated() {
+                group.addTask { (index, await resolver.lookUp(service.name, using: discovery)) }
             }
-            for await (name, answer) in group { answers[name] = answer }
+            for await (index, answer) in group {
+                for key in services[index].keys { _ = state.resolved(key, answer) }
+            }
         }
-        var lookups: [HostKey: Resolution] = [:]
-        for (key, addresses) in state.services {
-            let answer = answers[addresses.name] ?? .unreachable("no resolver")
-            lookups[key] = answer.usable
-            _ = state.resolved(key, answer)
-        }
-        return Resolved(config: state.config, lookups: lookups, state: state)
+        return Resolved(state: state)
     }
 
     /// Probes every host of every probed registry once, concurrently. A Service name with no address
@@ -73,7 +68,7 @@ public struct Survey: Sendable {
             for (ri, registry) in config.registries.enumerated() {
                 for (hi, host) in registry.hosts.enumerated() {
                     if host.isUnresolvedService {
-                        let lookup = resolved.lookups[HostKey(upstream: registry.upstream, url: host.url)] ?? .unreachable("not looked up")
+                        let lookup = resolved.lookup(HostKey(upstream: registry.upstream, url: host.url)) ?? .unreachable("not looked up")
                         results[ri][hi] = ProbeResult(state: .down, reason: lookup.description, connected: false)
                     } else if registry.readinessProbe {
                         group.addTask { (ri, hi, await prober.probe(host, settings: config.probe)) }
