@@ -87,6 +87,18 @@ struct DiscoveryTests {
         return c
     }
 
+    /// A hosts directory holding our file for docker.io, written by apply with the name at 10.0.0.1.
+    static func storeWithOurFile() async -> MemoryStore {
+        let store = MemoryStore()
+        let applied = await Applier(
+            config: config(), prober: SettableProber(up: ["http://10.0.0.1:5000"]), store: store, logger: logger,
+            resolver: SettableResolver([name: .addresses(["10.0.0.1"])])
+        ).run()
+        #expect(applied.exitStatus == .ok)
+        #expect(hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"])
+        return store
+    }
+
     static func hosts(in text: String?) -> [String] {
         guard let text else { return [] }
         return text.split(separator: "\n").compactMap { line in
@@ -430,12 +442,7 @@ struct DiscoveryTests {
 
     @Test("watch: a name with no address while DNS is unreachable keeps our old file; once DNS says it does not exist, the file goes")
     func pendingNameNotFoundRemovesFile() async {
-        let store = MemoryStore()
-        let applied = await Applier(
-            config: Self.config(), prober: SettableProber(up: ["http://10.0.0.1:5000"]), store: store, logger: Self.logger,
-            resolver: SettableResolver([Self.name: .addresses(["10.0.0.1"])])
-        ).run()
-        #expect(applied.exitStatus == .ok)
+        let store = await Self.storeWithOurFile()
         let resolver = SettableResolver([Self.name: .unreachable("no answer")])
         let seen = await watch(
             Self.config(), prober: SettableProber(up: ["http://10.0.0.1:5000"]), resolver: resolver, store: store,
@@ -547,12 +554,7 @@ struct DiscoveryTests {
 
     @Test("plan with DNS unreachable leaves a file of ours as it is, as apply does; with the name not found it would remove it")
     func surveyKeepsFileWhileDNSDown() async throws {
-        let store = MemoryStore()
-        let applied = await Applier(
-            config: Self.config(), prober: SettableProber(up: ["http://10.0.0.1:5000"]), store: store, logger: Self.logger,
-            resolver: SettableResolver([Self.name: .addresses(["10.0.0.1"])])
-        ).run()
-        #expect(applied.exitStatus == .ok)
+        let store = await Self.storeWithOurFile()
         let down = await Survey.resolveAll(Self.config(), resolver: SettableResolver([Self.name: .unreachable("no answer")]))
         var survey = try Survey.make(down, results: await Survey.probeAll(down, prober: SettableProber()), store: store)
         #expect(survey.entries[0].actions.isEmpty && !survey.entries[0].hasChanges)
