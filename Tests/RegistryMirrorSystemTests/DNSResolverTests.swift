@@ -62,6 +62,9 @@ final class DNSMasq: @unchecked Sendable {
     func writeHosts(_ text: String) throws { try writeText(dir.sub("hosts"), text) }
     func reload() { child.signal(SIGHUP) }
     func stop() { child.stop() }
+    /// Stopped (SIGSTOP): queries go unanswered, as from a DNS server out of reach; `resume` ends it.
+    func pause() { child.signal(SIGSTOP) }
+    func resume() { child.signal(SIGCONT) }
 
     deinit { child.stop() }
 }

@@ -128,6 +128,22 @@ struct ServiceDiscoverySystemTests {
         #expect(!agent.stderrText.contains("taking it out"))
     }
 
+    @Test("watch started with DNS out of reach keeps our file from an earlier apply; once DNS says the name is gone, it removes it")
+    func watchRemovesFileOfGoneName() async throws {
+        let world = try await ServiceWorld(caches: ["127.0.0.41"], record: "127.0.0.41")
+        let applied = try await runAgent(world.arguments("apply"))
+        #expect(applied.status == 0 && world.names("127.0.0.41"), "\(applied.stderr)")
+        world.dns.pause()
+        defer { world.dns.resume() }
+        let agent = try world.start("watch")
+        #expect(await eventually(within: .seconds(10)) { agent.stderrText.contains("DNS unreachable") }, "\(agent.stderrText)")
+        #expect(world.names("127.0.0.41"), "kept while DNS is out of reach: \(world.file ?? "no file")")
+        try world.dns.writeHosts("")
+        world.dns.resume()
+        world.dns.reload()
+        #expect(await eventually(within: .seconds(15)) { !world.exists }, "\(agent.stderrText)")
+    }
+
     @Test("a name outside the domain is written as given (the node's resolver finds it)")
     func outsideTheDomain() async throws {
         let world = try await ServiceWorld(caches: ["127.0.0.1"], record: nil)
