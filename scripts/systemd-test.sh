@@ -416,7 +416,7 @@ EOF
         fail "sandbox: $(printf '%s' "$probe_out" | tr '\n' ' ')"
     fi
     if printf '%s\n' "$probe_out" | grep -qx 'WRITABLE /etc/containerd/certs.d'; then
-        pass "sandbox: /etc/containerd/certs.d writable (the lock is flock on it: no other writable path)"
+        pass "sandbox: /etc/containerd/certs.d writable (the lock is a file in it: no other writable path)"
     else
         fail "sandbox: hosts dir not writable: $(printf '%s' "$probe_out" | tr '\n' ' ')"
     fi

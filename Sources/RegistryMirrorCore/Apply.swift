@@ -51,16 +51,27 @@ public struct Applier: Sendable {
     public let random: RandomSource
     /// Looks Service names up (`[discovery]`); nil: every lookup fails as "no resolver".
     public let resolver: (any ServiceResolver)?
+    /// Raised on a stop request (the signal thread raises it too): ends a wait for the lock.
+    public let stopFlag: StopFlag
+    /// When the run started on `clock`: the deadline counts from here (the process start, not the
+    /// moment the config was read and containerd asked its version).
+    public let started: Duration
 
     public init(
         config: AgentConfig, prober: any MirrorProber, store: any HostsStore, logger: Logger,
         status: any StatusReporter = SilentStatus(), clock: AgentClock = .continuous, random: RandomSource = .system,
-        resolver: (any ServiceResolver)? = nil
+        resolver: (any ServiceResolver)? = nil, stopFlag: StopFlag = StopFlag(), started: Duration? = nil
     ) {
         self.config = config
         self.resolver = resolver
         self.prober = prober
-        self.files = RegistryFiles(reconciler: HostsReconciler(store: store, logger: logger), logger: logger, retryFailures: false)
+        self.stopFlag = stopFlag
+        let started = started ?? clock.now
+        self.started = started
+        let deadline = config.probe.deadline.isZero ? nil : started + config.probe.deadline.duration
+        let lockWait = LockWait.until(deadline, on: clock, or: stopFlag)
+        self.files = RegistryFiles(
+            reconciler: HostsReconciler(store: store, logger: logger, lockWait: lockWait), logger: logger, retryFailures: false)
         self.status = status
         self.logger = logger
         self.clock = clock
@@ -84,7 +95,6 @@ public struct Applier: Sendable {
 
     /// Runs apply. `stop` yields once when SIGTERM/SIGINT arrive.
     public func run(stop: AsyncStream<Void> = AsyncStream { $0.finish() }) async -> ApplyReport {
-        let started = clock.now
         var state = MirrorState(config: config, promoteAfter: settings.successThreshold)
         var progress = Progress(registries: config.registries.count)
         var report = ApplyReport()
@@ -122,12 +132,13 @@ public struct Applier: Sendable {
             let deadline = config.probe.deadline
             if !deadline.isZero {
                 group.addTask {
-                    await clock.sleep(for: deadline.duration)
+                    await clock.sleep(until: started + deadline.duration)
                     if !Task.isCancelled { sink.yield(.deadline) }
                 }
             }
             group.addTask {
                 for await _ in stop {
+                    stopFlag.raise()
                     sink.yield(.stop)
                     return
                 }
@@ -301,6 +312,8 @@ public struct Applier: Sendable {
 
     private func finish(_ report: ApplyReport, state: MirrorState, started: Duration) -> ApplyReport {
         var report = report
+        // A stop that came while the loop waited for the lock (or before anything was probed).
+        if stopFlag.isRaised { report.interrupted = true }
         for registry in config.registries {
             if state.fileInPlace(registry.upstream) {
                 report.configured.append(registry.upstream)
@@ -396,7 +409,9 @@ public struct RegistryFiles: Sendable {
     /// Files of upstreams that left the config go first: they may name dead mirrors, and apply may
     /// wait a long time. Returns the upstreams that could not be cleaned, with the reason.
     func removeUnconfigured(_ config: AgentConfig) -> [String: String] {
-        reconciler.removeUpstreams(notIn: Set(config.registries.map(\.upstream)))
+        let failures = reconciler.removeUpstreams(notIn: Set(config.registries.map(\.upstream)))
+        // Given up waiting for the lock (the deadline, a stop): the run ends for that reason instead.
+        return reconciler.lockWait.giveUp() == nil ? failures : [:]
     }
 
     /// Brings the registry's file in line with its decision, if that changed since last time.
@@ -414,7 +429,9 @@ public struct RegistryFiles: Sendable {
             try reconciler.reconcile(upstream: upstream, desired: desired, configured: true)
             state.applied[upstream] = decision
         } catch {
-            if !retryFailures { state.failed[upstream] = error.description }
+            // Given up waiting for the lock (the deadline, a stop): the run ends for that reason, not
+            // for a directory that refused the write.
+            if !retryFailures && reconciler.lockWait.giveUp() == nil { state.failed[upstream] = error.description }
             var log = logger
             log[metadataKey: LogKey.upstream] = "\(upstream)"
             log[metadataKey: LogKey.file] = "\(reconciler.store.filePath(upstream))"

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// A failed file system operation under hosts_dir: what, where, and errno when a system call failed,
 /// so callers can tell a read-only file system (EROFS) from a permission problem (EACCES) without
@@ -41,9 +42,11 @@ public protocol HostsStore: Sendable {
     /// Upstream directories that hold a file of ours (a managed hosts.toml or an ownership record).
     func upstreamsWithOurFiles() throws(StoreError) -> [String]
     /// Runs `body` holding the lock that keeps two instances from interleaving writes. The lock
-    /// belongs to the hosts directory, whatever the spelling of its path. `creatingRoot`: create
-    /// hosts_dir first (a write is coming); otherwise a missing hosts_dir needs no lock.
-    func withLock<T>(creatingRoot: Bool, _ body: () throws -> T) throws -> T
+    /// belongs to the hosts directory, whatever the spelling of its path, and only the agent's own
+    /// user can take it. `creatingRoot`: create hosts_dir first (a write is coming); otherwise a
+    /// missing hosts_dir needs no lock. While another instance holds it, the wait ends when `wait`
+    /// says so (a deadline, a stop), with a `StoreError` naming why.
+    func withLock<T>(creatingRoot: Bool, wait: LockWait, _ body: () throws -> T) throws -> T
     /// Removes what a run killed half-way left directly below hosts_dir (a directory being created
     /// under a temporary name). Call it holding the lock.
     func removeLeftovers()
@@ -62,14 +65,50 @@ public enum HostsError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// When a wait for the lock gives up. The lock is held by another instance of the agent only for
+/// one upstream's observe and a few atomic writes, but that instance may be stopped (SIGSTOP, a
+/// debugger, a full disk): the wait must still end at the deadline or on SIGTERM. It is asked between
+/// attempts, from the waiting thread, so what it reads must not need the event loop.
+public struct LockWait: Sendable {
+    /// Why to stop waiting now; nil: go on.
+    public let giveUp: @Sendable () -> String?
+
+    public init(giveUp: @escaping @Sendable () -> String?) { self.giveUp = giveUp }
+
+    /// Waits as long as it takes (remove, plan's tests): only another instance can hold the lock.
+    public static let untilFree = LockWait { nil }
+
+    /// Gives up once `stop` is raised, or (with a deadline) once `clock` reaches `deadline`.
+    public static func until(_ deadline: Duration?, on clock: AgentClock, or stop: StopFlag) -> LockWait {
+        LockWait {
+            if stop.isRaised { return "interrupted" }
+            if let deadline, clock.now >= deadline { return "deadline reached" }
+            return nil
+        }
+    }
+}
+
+/// Raised once a stop was asked for (SIGTERM, SIGINT). The signal thread raises it before the event
+/// loop hears of the signal, so a wait that holds up the loop (the lock) still ends.
+public final class StopFlag: Sendable {
+    private let raised = Atomic<Bool>(false)
+
+    public init() {}
+
+    public func raise() { raised.store(true, ordering: .releasing) }
+    public var isRaised: Bool { raised.load(ordering: .acquiring) }
+}
+
 /// Brings one upstream's directory to the wanted state under the lock and logs what changed.
 public struct HostsReconciler: Sendable {
     public let store: any HostsStore
     public let logger: Logger
+    public let lockWait: LockWait
 
-    public init(store: any HostsStore, logger: Logger) {
+    public init(store: any HostsStore, logger: Logger, lockWait: LockWait = .untilFree) {
         self.store = store
         self.logger = logger
+        self.lockWait = lockWait
     }
 
     /// - Returns: the steps carried out (empty when the file was already right).
@@ -81,7 +120,7 @@ public struct HostsReconciler: Sendable {
         log[metadataKey: LogKey.file] = "\(path)"
         let steps: [FileAction]
         do {
-            steps = try store.withLock(creatingRoot: desired != nil) {
+            steps = try store.withLock(creatingRoot: desired != nil, wait: lockWait) {
                 let observed = try store.observe(upstream)
                 let steps = try HostsPlan.actions(
                     upstream: upstream, desired: desired, configured: configured, observed: observed)
@@ -140,7 +179,7 @@ extension HostsReconciler {
         do {
             // Every run starts here (apply, watch, remove): the moment to clear a killed run's leftovers.
             // The listing too is made under the lock: another instance may be renaming files meanwhile.
-            upstreams = try store.withLock(creatingRoot: false) {
+            upstreams = try store.withLock(creatingRoot: false, wait: lockWait) {
                 store.removeLeftovers()
                 return try store.upstreamsWithOurFiles().filter { !configured.contains($0) }
             }

@@ -43,20 +43,25 @@ public struct Watcher: Sendable {
     public let resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)?
     /// Looks Service names up (`[discovery]`); nil: every lookup fails as "no resolver".
     public let resolver: (any ServiceResolver)?
+    /// Raised on a stop request (the signal thread raises it too): ends a wait for the lock.
+    public let stopFlag: StopFlag
 
     public init(
         config: AgentConfig, prober: any MirrorProber, store: any HostsStore, notifier: any ServiceNotifier,
         metrics: (any MetricsSink)?, logger: Logger, watchdogInterval: Duration?,
         wallClock: @escaping @Sendable () -> Double, resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)? = nil,
         reloadConfig: @escaping ConfigSource, clock: AgentClock = .continuous, random: RandomSource = .system,
-        resolver: (any ServiceResolver)? = nil
+        resolver: (any ServiceResolver)? = nil, stopFlag: StopFlag = StopFlag()
     ) {
         self.resolver = resolver
+        self.stopFlag = stopFlag
         self.resolveTarget = resolveTarget
         self.wallClock = wallClock
         self.initialConfig = config
         self.prober = prober
-        self.files = RegistryFiles(reconciler: HostsReconciler(store: store, logger: logger), logger: logger, retryFailures: true)
+        self.files = RegistryFiles(
+            reconciler: HostsReconciler(store: store, logger: logger, lockWait: .until(nil, on: clock, or: stopFlag)), logger: logger,
+            retryFailures: true)
         self.notifier = notifier
         self.metrics = metrics
         self.logger = logger
@@ -90,6 +95,7 @@ public struct Watcher: Sendable {
         return await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await _ in stop {
+                    stopFlag.raise()
                     sink.yield(.stop)
                     return
                 }

@@ -11,17 +11,26 @@ public enum ContainerdDaemon {
         public var reason: String
     }
 
+    /// How long one question to containerd may take at most (the socket, or `containerd --version`).
+    public static let questionTimeout: Duration = .seconds(2)
+
     /// The containerd the files are for: `containerd_version` when the config sets one, else the
     /// daemon's answer, else the binary's, else unknown (files as for the newest known version).
-    public static func target(for config: AgentConfig) -> ContainerdTarget {
+    /// Each question takes at most `within` (apply passes what is left of its deadline).
+    public static func target(for config: AgentConfig, within: Duration = questionTimeout) -> ContainerdTarget {
         if let fixed = config.containerdVersion {
             return ContainerdTarget(version: fixed, source: "containerd_version in the config")
         }
-        let asked = version(address: config.containerdAddress)
+        guard within >= .milliseconds(1) else {
+            return ContainerdTarget(version: nil, source: "not asked: apply's deadline left no time for the question")
+        }
+        let start = ContinuousClock.now
+        let asked = version(address: config.containerdAddress, timeout: within)
         if case .success(let v) = asked {
             return ContainerdTarget(version: v, source: "the daemon at \(config.containerdAddress)")
         }
-        if case .success(let v) = binaryVersion() {
+        let left = within - start.duration(to: .now)
+        if left >= .milliseconds(1), case .success(let v) = binaryVersion(timeout: left) {
             return ContainerdTarget(version: v, source: "containerd --version; the daemon did not answer")
         }
         let why: String
@@ -33,7 +42,7 @@ public enum ContainerdDaemon {
     }
 
     /// gRPC `containerd.services.version.v1.Version/Version` on the unix socket `address`.
-    public static func version(address: String, timeout: Duration = .seconds(2)) -> Result<ContainerdVersion, Failure> {
+    public static func version(address: String, timeout: Duration = questionTimeout) -> Result<ContainerdVersion, Failure> {
         var st = stat()
         guard stat(address, &st) == 0 else { return .failure(Failure(reason: "\(address): \(String(cString: strerror(errno)))")) }
         guard (st.st_mode & S_IFMT) == S_IFSOCK else { return .failure(Failure(reason: "\(address) is not a socket")) }
@@ -80,12 +89,12 @@ public enum ContainerdDaemon {
 
     /// `containerd --version` of the first containerd among the usual places (PATH is not trusted:
     /// the agent runs as root).
-    public static func binaryVersion() -> Result<ContainerdVersion, Failure> {
+    public static func binaryVersion(timeout: Duration = questionTimeout) -> Result<ContainerdVersion, Failure> {
         let candidates = ["/usr/bin/containerd", "/usr/local/bin/containerd", "/usr/sbin/containerd", "/usr/local/sbin/containerd"]
         guard let binary = candidates.first(where: { access($0, X_OK) == 0 }) else {
             return .failure(Failure(reason: "no containerd binary in /usr/bin, /usr/local/bin, /usr/sbin"))
         }
-        guard let output = run(binary, ["--version"], timeout: .seconds(2)) else {
+        guard let output = run(binary, ["--version"], timeout: timeout) else {
             return .failure(Failure(reason: "\(binary) --version did not answer"))
         }
         // "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1": the third field
@@ -98,11 +107,14 @@ public enum ContainerdDaemon {
     }
 
     /// When the daemon listening at `address` started (seconds since the epoch): its process, found
-    /// through the socket's peer credentials, and that process's start time in /proc.
-    public static func startTime(address: String) -> Double? {
+    /// through the socket's peer credentials, and that process's start time in /proc. Nil when it
+    /// cannot be learnt within `timeout`: a socket whose listener accepts nothing (its backlog full, a
+    /// daemon stopped) makes a blocking connect wait forever, so the connect does not block.
+    public static func startTime(address: String, timeout: Duration = .milliseconds(500)) -> Double? {
         let fd = ccr_stream_socket(AF_UNIX)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        guard fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 else { return nil }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let pathBytes = Array(address.utf8)
@@ -111,10 +123,18 @@ public enum ContainerdDaemon {
             raw.copyBytes(from: pathBytes)
             raw[pathBytes.count] = 0
         }
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        // A unix socket's non-blocking connect either completes at once or fails with EAGAIN while
+        // the listener's backlog is full (poll cannot wait for room): try again until the timeout.
+        let end = ContinuousClock.now + timeout
+        while true {
+            let connected = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            if connected == 0 { break }
+            guard errno == EAGAIN || errno == EINTR, ContinuousClock.now < end else { return nil }
+            var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+            nanosleep(&pause, nil)
         }
-        guard connected == 0 else { return nil }
         // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (Glibc's overlay hides it without _GNU_SOURCE)
         var cred: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
         var len = socklen_t(MemoryLayout.size(ofValue: cred))

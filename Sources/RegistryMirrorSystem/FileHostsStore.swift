@@ -121,18 +121,14 @@ public final class FileHostsStore: HostsStore, Sendable {
         }
     }
 
-    /// The lock is `flock` on the hosts directory itself, so it belongs to the directory and not to the
-    /// spelling of its path: `/etc/containerd/certs.d`, `/etc/containerd/certs.d/.` and a symlink to it
-    /// are one lock. No lock file is needed anywhere. When the root does not exist and `creatingRoot` is
-    /// false there is nothing to lock, nor anything for `body` to find.
-    public func withLock<T>(creatingRoot: Bool, _ body: () throws -> T) throws -> T {
+    /// The lock is a file of the agent's own in the hosts directory (`HostsDirectoryLock`), so it
+    /// belongs to the directory and not to the spelling of its path, and only the agent's user can
+    /// open it. When the root does not exist and `creatingRoot` is false there is nothing to lock, nor
+    /// anything for `body` to find.
+    public func withLock<T>(creatingRoot: Bool, wait: LockWait, _ body: () throws -> T) throws -> T {
         guard let rootFD = try openRoot(create: creatingRoot) else { return try body() }
-        do {
-            try retryingEINTR("flock") { flock(rootFD.raw, LOCK_EX) }
-        } catch {
-            throw StoreError(operation: "lock", path: root, errno: error.errno)
-        }
-        defer { flock(rootFD.raw, LOCK_UN) }
+        let lock = try HostsDirectoryLock.acquire(in: rootFD, root: root, wait: wait)
+        defer { lock.release() }
         return try body()
     }
 

@@ -40,9 +40,10 @@ public enum Signals {
     }
 
     /// Yields once per signal in `signals`, and once at once if one of them arrived before.
-    public static func stream(_ signals: [Int32] = [SIGTERM, SIGINT]) -> AsyncStream<Void> {
+    /// `raising`: raised on the signal thread before the yield, for waits that hold up the event loop.
+    public static func stream(_ signals: [Int32] = [SIGTERM, SIGINT], raising flag: StopFlag? = nil) -> AsyncStream<Void> {
         let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
-        let id = hub.subscribe(signals, continuation)
+        let id = hub.subscribe(signals, continuation, flag: flag)
         continuation.onTermination = { _ in hub.unsubscribe(id) }
         return stream
     }
@@ -66,6 +67,7 @@ private final class SignalHub: Sendable {
     struct Subscriber {
         var signals: [Int32]
         var continuation: AsyncStream<Void>.Continuation
+        var flag: StopFlag?
     }
     struct State {
         var subscribers: [Int: Subscriber] = [:]
@@ -80,12 +82,13 @@ private final class SignalHub: Sendable {
 
     init(fd: Int32) { self.fd = fd }
 
-    func subscribe(_ signals: [Int32], _ continuation: AsyncStream<Void>.Continuation) -> Int {
+    func subscribe(_ signals: [Int32], _ continuation: AsyncStream<Void>.Continuation, flag: StopFlag?) -> Int {
         state.withLock { state in
             state.nextID += 1
-            state.subscribers[state.nextID] = Subscriber(signals: signals, continuation: continuation)
+            state.subscribers[state.nextID] = Subscriber(signals: signals, continuation: continuation, flag: flag)
             if state.pending.contains(where: signals.contains) {
                 state.pending.removeAll(where: signals.contains)
+                flag?.raise()
                 continuation.yield(())
             }
             return state.nextID
@@ -107,7 +110,10 @@ private final class SignalHub: Sendable {
         state.withLock { state in
             let listeners = state.subscribers.values.filter { $0.signals.contains(number) }
             if !listeners.isEmpty {
-                for listener in listeners { listener.continuation.yield(()) }
+                for listener in listeners {
+                    listener.flag?.raise()
+                    listener.continuation.yield(())
+                }
             } else if state.exitWhenUnhandled {
                 _exit(128 + number)
             } else {

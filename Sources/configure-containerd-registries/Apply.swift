@@ -53,13 +53,19 @@ struct Apply: AsyncParsableCommand {
     func run() async throws {
         // SIGHUP too: apply has no config to reload, and a hang-up must not kill it mid-write.
         // A signal that came during start-up is delivered here at once.
-        let stop = Signals.stream([SIGTERM, SIGINT, SIGHUP])
+        let stopFlag = StopFlag()
+        let stop = Signals.stream([SIGTERM, SIGINT, SIGHUP], raising: stopFlag)
         let logger = common.makeLogger()
-        var config = try common.loadConfig(mirrors: mirrors, logger: logger)
-        if let deadline { config.probe.deadline = try parseDurationOption(deadline, name: "--deadline") }
+        let deadline = try self.deadline.map { try parseDurationOption($0, name: "--deadline") }
+        // The deadline counts from the process start: reading the config and asking containerd its
+        // version come out of it, and the question gets at most what is left.
+        let clock = AgentClock.continuous
+        let started = clock.now - Main.started.duration(to: .now)
+        var config = try common.loadConfig(mirrors: mirrors, logger: logger, deadline: deadline, since: Main.started)
+        if let deadline { config.probe.deadline = deadline }
         let applier = Applier(
             config: config, prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir), logger: logger,
-            status: SystemdNotifier(), resolver: CAresResolver())
+            status: SystemdNotifier(), clock: clock, resolver: CAresResolver(), stopFlag: stopFlag, started: started)
         let report = await applier.run(stop: stop)
         try Exit.with(report.exitStatus)
     }

@@ -52,18 +52,32 @@ struct CommonOptions: ParsableArguments {
     /// Reads and validates the config and positional mirrors (`ConfigResolution` has the rules), and
     /// learns which containerd the files are for (`containerd_version`, else asked of the daemon or
     /// the binary: docs/design.md §5.1).
-    func load(mirrors: [String], requireRegistries: Bool = true) throws(ConfigResolution.Failure) -> AgentConfig {
+    /// `deadline` (apply's, else the config's `probe.deadline`), counted from `since`: the question to
+    /// containerd gets at most what is left of it.
+    func load(
+        mirrors: [String], requireRegistries: Bool = true, deadline: GoDuration? = nil, since: ContinuousClock.Instant? = nil
+    ) throws(ConfigResolution.Failure) -> AgentConfig {
         var loaded = try ConfigResolution.resolve(
             configPath: config, hostsDir: hostsDir, mirrors: mirrors, requireRegistries: requireRegistries,
             clusterDNS: clusterDNS)
-        if requireRegistries { loaded.target = ContainerdDaemon.target(for: loaded) }
+        if requireRegistries {
+            var budget = ContainerdDaemon.questionTimeout
+            let deadline = deadline ?? loaded.probe.deadline
+            if let since, !deadline.isZero {
+                budget = min(budget, deadline.duration - since.duration(to: .now))
+            }
+            loaded.target = ContainerdDaemon.target(for: loaded, within: budget)
+        }
         return loaded
     }
 
     /// `load` with apply's exit codes: 64 for usage errors, 78 for an invalid file, logged.
-    func loadConfig(mirrors: [String], logger: Logger, requireRegistries: Bool = true) throws -> AgentConfig {
+    func loadConfig(
+        mirrors: [String], logger: Logger, requireRegistries: Bool = true, deadline: GoDuration? = nil,
+        since: ContinuousClock.Instant? = nil
+    ) throws -> AgentConfig {
         do {
-            let config = try load(mirrors: mirrors, requireRegistries: requireRegistries)
+            let config = try load(mirrors: mirrors, requireRegistries: requireRegistries, deadline: deadline, since: since)
             if requireRegistries {
                 if config.target.version == nil {
                     logger.warning("\(config.target.description)")

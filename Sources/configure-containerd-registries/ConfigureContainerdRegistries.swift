@@ -7,7 +7,12 @@ import RegistryMirrorSystem
 /// before main by the CSignalGateEarly constructor), then the command line is parsed and run.
 @main
 enum Main {
+    /// The process start as near as Swift sees it (first read on main's first line): apply's
+    /// deadline counts from here.
+    static let started = ContinuousClock.now
+
     static func main() async {
+        _ = started
         Signals.start()
         await ConfigureContainerdRegistries.main()
     }

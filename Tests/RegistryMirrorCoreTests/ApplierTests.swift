@@ -77,7 +77,7 @@ final class MemoryStore: HostsStore, @unchecked Sendable {
         }
     }
 
-    func withLock<T>(creatingRoot: Bool, _ body: () throws -> T) throws -> T { try body() }
+    func withLock<T>(creatingRoot: Bool, wait: LockWait, _ body: () throws -> T) throws -> T { try body() }
     func removeLeftovers() {}
 
     func content(_ upstream: String) -> String? {

@@ -4,9 +4,9 @@ import RegistryMirrorCore
 import Testing
 
 // The hosts directory as several agents and accidents see it: one lock per directory whatever the
-// spelling of its path (flock on the directory itself), and upstream directories that appear only
-// together with their ownership record, so a kill -9 or a full disk never leaves a directory that
-// `remove` does not know to be ours.
+// spelling of its path (flock on the agent's lock file in it), one that only the agent's user can
+// take, and upstream directories that appear only together with their ownership record, so a kill -9
+// or a full disk never leaves a directory that `remove` does not know to be ours.
 
 // MARK: - Helpers
 
@@ -27,13 +27,17 @@ func writeAtOnceConfig(_ upstreams: [String], hostsPerUpstream: Int = 3) -> Stri
     return toml
 }
 
-/// flock(LOCK_EX) on a directory, held by this test process the way another agent instance holds it.
-/// The descriptor is close-on-exec, so no child of the test process shares (and keeps) the lock.
-final class HeldDirectoryLock: @unchecked Sendable {
+/// The agent's lock on a hosts directory (`<dir>/.configure-containerd-registries.lock`, flock),
+/// held by this test process the way another instance of the agent holds it. The descriptor is
+/// close-on-exec, so no child of the test process shares (and keeps) the lock.
+final class HeldAgentLock: @unchecked Sendable {
+    static let fileName = ".configure-containerd-registries.lock"
     private var fd: Int32
+    let path: String
 
-    init(_ path: String) throws {
-        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    init(_ hostsDir: String) throws {
+        path = "\(hostsDir)/\(Self.fileName)"
+        fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw TestFailure("open \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -42,8 +46,10 @@ final class HeldDirectoryLock: @unchecked Sendable {
         }
     }
 
+    /// As the agent lets go: the file goes first, so a waiter holding it open starts again.
     func release() {
         guard fd >= 0 else { return }
+        unlink(path)
         flock(fd, LOCK_UN)
         close(fd)
         fd = -1
@@ -83,7 +89,7 @@ struct HostsDirectoryLockTests {
     }
 
     @Test(
-        "remove waits while another holder has flock on the hosts directory, then deletes our file once it is released",
+        "remove waits while another instance holds the hosts directory's lock, then deletes our file once it is released",
         arguments: HostsDirSpelling.allCases)
     func removeWaitsForTheDirectoryLock(_ spelling: HostsDirSpelling) async throws {
         let temp = try TempDir("ccr-lock")
@@ -96,7 +102,7 @@ struct HostsDirectoryLockTests {
         try #require(exists(file))
 
         let spelled = try spelling.spell(hostsDir, in: temp)
-        let lock = try HeldDirectoryLock(hostsDir)
+        let lock = try HeldAgentLock(hostsDir)
         let remove = try ChildProcess(agentExecutable, ["remove", "--hosts-dir", spelled], stderrPath: temp.sub("remove.stderr"))
         try await Task.sleep(for: .milliseconds(700))
         let stillWaiting = remove.isRunning
@@ -270,9 +276,9 @@ struct DirectoryCreationTests {
         let temp = try TempDir("ccr-enospc")
         let hostsDir = temp.sub("certs.d")
         try makeDirectory(hostsDir)
-        // Two inodes: the tmpfs root takes one, an upstream (or temporary) directory the other, and the
-        // ownership record inside it gets ENOSPC.
-        let mounted = "size=64k,nr_inodes=2,mode=755".withCString { mount("tmpfs", hostsDir, "tmpfs", 0, $0) }
+        // Three inodes: the tmpfs root takes one, the agent's lock file (while held) one, an upstream
+        // (or temporary) directory the third, and the ownership record inside it gets ENOSPC.
+        let mounted = "size=64k,nr_inodes=3,mode=755".withCString { mount("tmpfs", hostsDir, "tmpfs", 0, $0) }
         guard mounted == 0 else { try Test.cancel("cannot mount a tmpfs: \(String(cString: strerror(errno)))") }
         defer {
             if umount(hostsDir) != 0 { umount2(hostsDir, Int32(MNT_DETACH)) }
@@ -280,14 +286,18 @@ struct DirectoryCreationTests {
         }
 
         // The budget must give exactly that failure, or the test proves nothing.
+        let lockLike = "\(hostsDir)/lock"
         let probe = "\(hostsDir)/probe"
-        guard mkdir(probe, 0o755) == 0 else { try Test.cancel("this tmpfs has no inode for a directory: \(String(cString: strerror(errno)))") }
+        let lockFD = open(lockLike, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard lockFD >= 0, mkdir(probe, 0o755) == 0 else { try Test.cancel("this tmpfs has no inodes for a lock file and a directory: \(String(cString: strerror(errno)))") }
         let fd = open("\(probe)/file", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         let probeErrno = errno
         if fd >= 0 { close(fd); unlink("\(probe)/file") }
         rmdir(probe)
+        close(lockFD)
+        unlink(lockLike)
         guard fd < 0 && probeErrno == ENOSPC else {
-            try Test.cancel("nr_inodes=2 does not make a file inside a new directory fail with ENOSPC here")
+            try Test.cancel("nr_inodes=3 does not make a file inside a new directory fail with ENOSPC here")
         }
         try #require(snapshot(hostsDir).isEmpty)
 
