@@ -206,6 +206,17 @@ public enum ServiceAddress {
     }
 
     /// `url` with its host replaced by `address` (IPv6 in brackets); port and path stay.
+    /// The address `url` names when it is `template` (a Service name's URL) at an address: same
+    /// scheme, port and path, an IP literal for host. Nil otherwise.
+    public static func address(in url: String, for template: String) -> String? {
+        guard let split = HostURL(parsing: url), let name = HostURL(parsing: template), split.scheme == name.scheme,
+            split.path == name.path, split.port == name.port
+        else { return nil }
+        let host = HostURL.hostPart(split.authority)
+        if host.hasPrefix("[") { return String(host.dropFirst().dropLast()) }
+        return Names.isIPv4(Substring(host)) ? host : nil
+    }
+
     public static func url(_ url: String, at address: String) -> String {
         guard let split = HostURL(parsing: url) else { return url }
         let host = HostURL.hostPart(split.authority)

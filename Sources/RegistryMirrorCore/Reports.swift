@@ -30,7 +30,8 @@ public enum PlanText {
 
     static func hostLine(_ status: Survey.HostStatus, paint: Paint) -> String {
         // A Service name's address says which name it stands for.
-        let host = status.host.url + (status.host.address != nil ? " (\(status.host.serviceName ?? ""))" : "")
+        var host = status.host.url + (status.host.address != nil ? " (\(status.host.serviceName ?? ""))" : "")
+        if status.onlyInFile { host += " (only in the file on disk)" }
         guard let result = status.result else {
             return "\(paint.dim("-   ")) \(host)  (not probed)"
         }

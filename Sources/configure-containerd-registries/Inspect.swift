@@ -36,11 +36,9 @@ struct Plan: AsyncParsableCommand {
         let logger = common.makeLogger()
         let config = try common.loadConfig(mirrors: mirrors, logger: logger)
         let store = FileHostsStore(root: config.hostsDir)
-        let resolved = await Survey.resolveAll(config, resolver: CAresResolver())
-        let results = await Survey.probeAll(resolved, prober: CurlProber.shared)
         let survey: Survey
         do {
-            survey = try Survey.make(resolved, results: results, store: store)
+            survey = try await Survey.take(config, resolver: CAresResolver(), prober: CurlProber.shared, store: store)
         } catch {
             logger.error("\(error)")
             throw Exit.status(.cannotWrite)
@@ -99,16 +97,16 @@ struct Check: AsyncParsableCommand {
         let report: HealthReport
         do {
             let config = try common.load(mirrors: mirrors)
-            let resolved = await Survey.resolveAll(config, resolver: CAresResolver())
-            let results = await Survey.probeAll(resolved, prober: CurlProber.shared)
-            let survey = try Survey.make(resolved, results: results, store: FileHostsStore(root: config.hostsDir))
+            let survey = try await Survey.take(
+                config, resolver: CAresResolver(), prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir))
             let containerdText: String?
             do {
                 containerdText = String(decoding: try ConfigFile.read(config.containerdConfig), as: UTF8.self)
             } catch .missing(_) {
                 containerdText = nil
             }
-            let bypasses = Self.recentBypasses(config)
+            // containerd names a host as the file does (a Service name's address): match on that.
+            let bypasses = Self.recentBypasses(survey.hostsAsSeen(config))
             let configCheck = ContainerdConfigCheck.evaluate(
                 toml: containerdText, path: config.containerdConfig, hostsDir: config.hostsDir)
             var configPath: String?
