@@ -12,6 +12,8 @@ public struct HostTracker: Sendable, Equatable {
     public private(set) var transitions = 0
     public private(set) var last: ProbeResult?
     public private(set) var probes = 0
+    /// The host has been in its file at some time (a host that comes back is "back", not "up").
+    public private(set) var wasInFile = false
 
     public init() {}
 
@@ -34,6 +36,7 @@ public struct HostTracker: Sendable, Equatable {
             consecutiveFailures += 1
             consecutiveSuccesses = 0
         }
+        defer { if inFile == true { wasInFile = true } }
         switch inFile {
         case nil:
             inFile = result.isUp

@@ -112,8 +112,12 @@ public struct HostsReconciler: Sendable {
     }
 
     /// - Returns: the steps carried out (empty when the file was already right).
+    /// `sparingForeign`: a hosts.toml that is not ours (nor a regular file) is left as it is, with
+    /// nothing done (watch restoring its own files: an administrator's file put there stays).
     @discardableResult
-    public func reconcile(upstream: String, desired: String?, configured: Bool) throws(HostsError) -> [FileAction] {
+    public func reconcile(upstream: String, desired: String?, configured: Bool, sparingForeign: Bool = false) throws(HostsError)
+        -> [FileAction]
+    {
         let path = store.filePath(upstream)
         var log = logger
         log[metadataKey: LogKey.upstream] = "\(upstream)"
@@ -122,6 +126,7 @@ public struct HostsReconciler: Sendable {
         do {
             steps = try store.withLock(creatingRoot: desired != nil, wait: lockWait) {
                 let observed = try store.observe(upstream)
+                if sparingForeign, observed.file == .foreign || observed.file == .notRegular { return [] }
                 let steps = try HostsPlan.actions(
                     upstream: upstream, desired: desired, configured: configured, observed: observed)
                 try store.perform(steps, upstream: upstream)

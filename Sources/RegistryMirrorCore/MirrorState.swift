@@ -163,19 +163,38 @@ struct MirrorState {
         }.sorted { $0.name < $1.name }
     }
 
+    /// The Service name hosts (keys as configured) that use `name`.
+    func keys(ofService name: String) -> [HostKey] {
+        services.filter { $0.value.name == name }.map(\.key).sorted { $0.description < $1.description }
+    }
+
     /// Service names not looked up yet.
     var unresolvedServices: Int { services.values.filter { $0.last == nil }.count }
 
     var everyHostDecided: Bool { decidedHosts == probedHosts && unresolvedServices == 0 }
 
-    /// Takes a host's tracker after a probe (the probe task keeps it, to schedule its next probe) and
-    /// returns the one it replaces. Nil when `key` is not probed (a result from before a reload, or of
-    /// an address no longer used).
-    mutating func adopt(_ key: HostKey, _ tracker: HostTracker) -> HostTracker?? {
-        guard isProbed(key) else { return nil }
+    /// What taking a probe's tracker did.
+    enum Adoption {
+        /// `key` is not probed (a result from before a reload, or of an address no longer used).
+        case ignored
+        /// The host's first tracker.
+        case first
+        /// The tracker it replaced.
+        case replaced(HostTracker)
+
+        /// The tracker before, nil when there was none (or the result was ignored).
+        var previous: HostTracker? {
+            if case .replaced(let tracker) = self { return tracker }
+            return nil
+        }
+    }
+
+    /// Takes a host's tracker after a probe (the probe loop keeps it, to schedule its next probe).
+    mutating func adopt(_ key: HostKey, _ tracker: HostTracker) -> Adoption {
+        guard isProbed(key) else { return .ignored }
         let previous = trackers.updateValue(tracker, forKey: key)
         if previous?.inFile == nil && tracker.inFile != nil && filedKeys.contains(key) { decidedHosts += 1 }
-        return .some(previous)
+        return previous.map { .replaced($0) } ?? .first
     }
 
     /// What a Service name's lookup changed, for the caller to start and stop probes and log.
@@ -197,7 +216,8 @@ struct MirrorState {
     mutating func resolved(_ service: HostKey, _ answer: Resolution) -> ServiceUpdate? {
         guard services[service] != nil else { return nil }
         let resolution = answer.usable
-        let change = services[service]!.record(resolution)
+        let probed = registryIndex[service.upstream].map { configured.registries[$0].readinessProbe } ?? true
+        let change = services[service]!.record(resolution, atOnce: !probed)
         var update = apply(change, to: service)
         update?.resolution = resolution
         return update

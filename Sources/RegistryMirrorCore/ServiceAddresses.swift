@@ -49,7 +49,9 @@ public struct ServiceAddresses: Sendable, Equatable {
         return true
     }
 
-    public mutating func record(_ resolution: Resolution) -> Change {
+    /// `atOnce`: the answer replaces the current addresses at once, with no candidates (a registry
+    /// with `readiness_probe = false`, whose hosts are never probed, so no candidate could pass).
+    public mutating func record(_ resolution: Resolution, atOnce: Bool = false) -> Change {
         last = resolution
         guard case .addresses(let answered) = resolution, !answered.isEmpty else { return Change() }
         // The stable order whatever the resolver did: a file must not change when answers rotate.
@@ -57,7 +59,7 @@ public struct ServiceAddresses: Sendable, Equatable {
         answer = found
         let before = current
         let probedBefore = probed
-        if current.isEmpty {
+        if current.isEmpty || atOnce {
             current = found
         } else {
             let kept = current.filter(found.contains)

@@ -54,13 +54,15 @@ struct CommonOptions: ParsableArguments {
     /// the binary: docs/design.md §5.1).
     /// `deadline` (apply's, else the config's `probe.deadline`), counted from `since`: the question to
     /// containerd gets at most what is left of it.
+    /// `askContainerd` false: the target is left unknown (watch's reload learns it off its loop).
     func load(
-        mirrors: [String], requireRegistries: Bool = true, deadline: GoDuration? = nil, since: ContinuousClock.Instant? = nil
+        mirrors: [String], requireRegistries: Bool = true, deadline: GoDuration? = nil, since: ContinuousClock.Instant? = nil,
+        askContainerd: Bool = true
     ) throws(ConfigResolution.Failure) -> AgentConfig {
         var loaded = try ConfigResolution.resolve(
             configPath: config, hostsDir: hostsDir, mirrors: mirrors, requireRegistries: requireRegistries,
             clusterDNS: clusterDNS)
-        if requireRegistries {
+        if requireRegistries && askContainerd {
             var budget = ContainerdDaemon.questionTimeout
             let deadline = deadline ?? loaded.probe.deadline
             if let since, !deadline.isZero {

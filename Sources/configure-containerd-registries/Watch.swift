@@ -54,6 +54,7 @@ struct Watch: AsyncParsableCommand {
         let config = try common.loadConfig(mirrors: mirrors, logger: logger)
         let common = self.common
         let mirrors = self.mirrors
+        let stopFlag = StopFlag()
         let watcher = Watcher(
             config: config, prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir),
             notifier: SystemdNotifier(), metrics: metricsFile.map { MetricsFile(path: $0, logger: logger) }, logger: logger,
@@ -62,17 +63,31 @@ struct Watch: AsyncParsableCommand {
             resolveTarget: { config in ContainerdDaemon.target(for: config) },
             reloadConfig: {
                 do throws(ConfigResolution.Failure) {
-                    var reloaded = try common.load(mirrors: mirrors)
+                    // Not asking containerd here: this runs on watch's event loop, and the question can take
+                    // seconds; watch asks it off the loop after taking the config up.
+                    var reloaded = try common.load(mirrors: mirrors, askContainerd: false)
                     // The hosts directory cannot move under a running watcher: keep the one it started with.
                     reloaded.hostsDir = config.hostsDir
                     return .success(reloaded)
                 } catch {
                     return .failure(Watcher.ReloadError(lines: error.lines))
                 }
-            }, resolver: CAresResolver())
+            }, resolver: CAresResolver(), stopFlag: stopFlag)
         let status = await watcher.run(
-            stop: Signals.stream(), hangup: Signals.stream([SIGHUP]), bypasses: containerdBypasses(config, logger: logger))
+            stop: Signals.stream(raising: stopFlag), hangup: Signals.stream([SIGHUP]), bypasses: containerdBypasses(config, logger: logger),
+            files: fileWatch(config, logger: logger))
         try Exit.with(status)
+    }
+
+    /// Changes under the hosts directory, so files of ours changed behind watch's back are restored at
+    /// once; without inotify, they are checked every round.
+    func fileWatch(_ config: AgentConfig, logger: Logger) -> FileWatch {
+        switch HostsDirectoryWatch.start(root: config.hostsDir) {
+        case .success(let changes): return .changes(changes)
+        case .failure(let error):
+            logger.notice("not watching \(config.hostsDir) for changes (\(error.reason)): checking its files every round")
+            return .everyRound
+        }
     }
 
     /// containerd's journal entries for requests that went past a mirror, and its starts

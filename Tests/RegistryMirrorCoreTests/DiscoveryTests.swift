@@ -291,7 +291,7 @@ struct DiscoveryTests {
         let report = await Applier(config: config, prober: SettableProber(), store: MemoryStore(), logger: Self.logger, resolver: resolver).run()
         #expect(report.exitStatus == .deadlineReached)
         #expect(report.waiting == ["docker.io"])
-        #expect(resolver.count(Self.name) >= 5)
+        #expect(resolver.count(Self.name) >= 3, "looked up again on the backoff (5-10 ms) until the 200 ms deadline")
         let applier = Applier(config: config, prober: SettableProber(), store: MemoryStore(), logger: Self.logger)
         var state = MirrorState(config: config)
         _ = state.resolved(HostKey(upstream: "docker.io", url: Self.url), .unreachable("no answer from 127.0.0.1:5353 within 1s"))

@@ -287,7 +287,7 @@ func eventuallyTrue(_ condition: () -> Bool) async -> Bool {
 struct OneModelTests {
     static let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
-    @Test("for the same probe results, apply and watch's first pass write the same files")
+    @Test("for the same probe results, apply and watch's first pass write the same files and log the same lines")
     func sameFiles() async throws {
         let up = ProbeResult(state: .up, reason: "HTTP 200")
         let down = ProbeResult(state: .down, reason: "connection refused")
@@ -315,24 +315,29 @@ struct OneModelTests {
 
         let applyStore = seeded()
         let applyClock = ManualClock()
-        let apply = Task {
-            await Applier(
-                config: config, prober: ScriptedProber(script), store: applyStore, logger: Self.logger,
-                clock: AgentClock(applyClock), random: .scripted([1])
-            ).run()
+        let applyLog = CapturedLog()
+        // Made here, not in the task: its clock (and its deadline) starts at 0.
+        let applier = Applier(
+            config: config, prober: ScriptedProber(script), store: applyStore, logger: applyLog.logger,
+            clock: AgentClock(applyClock), random: .scripted([1]))
+        let apply = Task { await applier.run() }
+        // Small steps, each with a moment of real time for the results in flight to be handled: a
+        // jump straight to the next sleeper could pass the deadline before a result is taken in.
+        for ms in stride(from: 10, through: 5_000, by: 10) {
+            applyClock.advance(to: .milliseconds(ms))
+            try await Task.sleep(for: .microseconds(200))
         }
-        while await applyClock.waitForSleepers(2), let next = applyClock.nextDeadline, next < .seconds(5) { applyClock.advance(to: next) }
-        applyClock.advance(to: .seconds(5))
         #expect(await apply.value.exitStatus == .deadlineReached)
 
         let watchStore = seeded()
         let watchClock = ManualClock()
+        let watchLog = CapturedLog()
         let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
         let (hangup, _) = AsyncStream.makeStream(of: Void.self)
         let watch = Task {
             await Watcher(
                 config: config, prober: ScriptedProber(script), store: watchStore, notifier: SilentNotifier(), metrics: nil,
-                logger: Self.logger, watchdogInterval: nil, wallClock: { 0 }, reloadConfig: { .failure(.init(lines: [])) },
+                logger: watchLog.logger, watchdogInterval: nil, wallClock: { 0 }, reloadConfig: { .failure(.init(lines: [])) },
                 clock: AgentClock(watchClock), random: .scripted([1])
             ).run(stop: stop, hangup: hangup)
         }
@@ -345,6 +350,15 @@ struct OneModelTests {
         for registry in registries {
             #expect(applyStore.content(registry.upstream) == watchStore.content(registry.upstream), "\(registry.upstream)")
         }
+        // One result logger: each host's lines and each file's are the same, whichever run made them
+        // (apply's summary at its end aside).
+        func lines(_ log: CapturedLog) -> [String] {
+            log.all.filter { $0.message.hasPrefix("mirror ") && !$0.message.hasPrefix("mirror still down") || $0.message.hasSuffix("hosts.toml") }
+                .map { "\($0.metadata[LogKey.upstream] ?? "") \($0.metadata[LogKey.host] ?? "-") \($0.message)" }.sorted()
+        }
+        #expect(lines(applyLog) == lines(watchLog))
+        #expect(lines(applyLog).contains("mixed.io http://c:1 mirror not ready: connection refused; retrying"), "\(lines(applyLog))")
+        #expect(lines(applyLog).contains("mixed.io http://d:1 mirror up: HTTP 200 in 0.0ms"), "\(lines(applyLog))")
         #expect(applyStore.content("mixed.io") == HostsFile.render(registries[1], hosts: [registries[1].hosts[1]]))
         #expect(applyStore.content("all-down.io") == nil)
         #expect(applyStore.content("unprobed.io") == HostsFile.render(registries[3], hosts: registries[3].hosts))
