@@ -87,6 +87,9 @@ final class ScriptedDNSServer: @unchecked Sendable {
         /// Answers A queries with this IPv4 address and AAAA queries with no record, each `after` the
         /// query came; the name `truncating` (if any) gets a truncated answer at once instead.
         case address(String, after: Duration = .zero, truncating: String? = nil)
+        /// Answers A queries with the `a` records and AAAA queries with the `aaaa` ones (as given:
+        /// addresses no Service has too), under this response code.
+        case records(a: [String], aaaa: [String], rcode: UInt8 = 0)
     }
 
     let port: Int
@@ -171,6 +174,21 @@ final class ScriptedDNSServer: @unchecked Sendable {
         case .truncated:
             reply[2] |= 0x82  // QR and TC
             reply[3] &= 0xF0
+        case .records(let a, let aaaa, let code):
+            guard let (name, type, end) = Self.question(query) else { return nil }
+            seen.withLock { $0.append(name) }
+            reply = Array(query.prefix(end))
+            reply[2] |= 0x80
+            reply[3] = (reply[3] & 0xF0) | (code & 0x0F)
+            for index in 6..<12 { reply[index] = 0 }
+            let (family, addresses, size) = type == 1 ? (AF_INET, a, 4) : type == 28 ? (AF_INET6, aaaa, 16) : (AF_INET, [], 4)
+            reply[7] = UInt8(addresses.count)
+            for address in addresses {
+                var bytes = [UInt8](repeating: 0, count: size)
+                _ = inet_pton(family, address, &bytes)
+                // The name as a pointer to the question's, the query's type, class IN, TTL 5, the address.
+                reply += [0xC0, 0x0C, 0, UInt8(type), 0, 1, 0, 0, 0, 5, 0, UInt8(size)] + bytes
+            }
         case .address(let address, let delay, let truncating):
             guard let (name, type, end) = Self.question(query) else { return nil }
             seen.withLock { $0.append(name) }
@@ -498,6 +516,20 @@ struct DNSResolverTests {
         // A server that fails is passed over for the next.
         let dns = try await Self.dnsmasq()
         #expect(await lookup(one, at: [servfail.server, broken.server, dns.server]) == .addresses(["10.0.0.5"]))
+    }
+
+    @Test("addresses no Service has, IPv4-mapped ones too, come back from the resolver as given and are dropped by Resolution.usable")
+    func addressesNoServiceHas() async throws {
+        let a = ["169.254.169.254", "0.1.2.3"]
+        let aaaa = ["::ffff:0.0.0.0", "::ffff:127.0.0.1", "::ffff:224.0.0.1", "::ffff:255.255.255.255", "::ffff:169.254.169.254", "fe80::1"]
+        let server = try ScriptedDNSServer(.records(a: a, aaaa: aaaa))
+        let result = await lookup(one, at: [server.server])
+        #expect(result == .addresses(ServiceAddress.stableOrder(a + aaaa)), "\(result)")
+        // What apply and watch use: the mapped loopback address, as the IPv4 address it carries.
+        #expect(result.usable == .addresses(["127.0.0.1"]), "\(result.usable)")
+        let only = try ScriptedDNSServer(.records(a: [], aaaa: ["::ffff:0.0.0.0"]))
+        #expect(await lookup(one, at: [only.server]).usable
+            == .notFound("only addresses a Service cannot have: ::ffff:0.0.0.0 (IPv4-mapped 0.0.0.0, unspecified)"))
     }
 
     @Test("dnsmasq refuses a name outside its domains (it has no upstream)")
