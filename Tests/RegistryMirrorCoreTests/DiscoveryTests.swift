@@ -346,6 +346,20 @@ struct DiscoveryTests {
         #expect(applier.statusText(state).contains("\(Self.url): DNS unreachable: no answer from 127.0.0.1:5353 within 1s"))
     }
 
+    @Test("apply while DNS fails (an answer code that says nothing of the name) leaves our file of the cache that is up")
+    func applyKeepsFileWhileDNSFails() async {
+        let store = await Self.storeWithOurFile()
+        let before = store.content("docker.io")
+        let resolver = SettableResolver([Self.name: .unreachable("unexpected answer code 9 (NOTAUTH, from 127.0.0.1:5353)")])
+        var config = Self.config()
+        config.probe.deadline = .milliseconds(200)
+        let report = await Applier(
+            config: config, prober: SettableProber(up: ["http://10.0.0.1:5000"]), store: store, logger: Self.logger, resolver: resolver
+        ).run()
+        #expect(report.exitStatus == .deadlineReached)
+        #expect(store.content("docker.io") == before)
+    }
+
     @Test("without [discovery], a name under cluster.local is written as given")
     func noDiscovery() async {
         var config = Self.config()

@@ -518,6 +518,44 @@ struct DNSResolverTests {
         #expect(await lookup(one, at: [servfail.server, broken.server, dns.server]) == .addresses(["10.0.0.5"]))
     }
 
+    /// What a lookup gives when the server answers every query with this code and no record.
+    static func expected(code: UInt8, from server: Discovery.Server) -> Resolution {
+        let names: [UInt8: String] = [6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 11: "DSOTYPENI"]
+        switch code {
+        case 0: return .notFound("name has no A or AAAA record (NODATA from \(server))")
+        case 1: return .unreachable("query rejected as malformed (FORMERR from \(server))")
+        case 2: return .unreachable("server failure (SERVFAIL from \(server))")
+        case 3: return nxdomain(server)
+        case 4: return .unreachable("query not implemented (NOTIMP from \(server))")
+        case 5: return .unreachable("query refused (REFUSED from \(server))")
+        default: return .unreachable("unexpected answer code \(code) (\(names[code] ?? "unassigned"), from \(server))")
+        }
+    }
+
+    @Test("every answer code, with no record: only NOERROR and NXDOMAIN say the name has no address; every other code is the server failing", arguments: 0...15)
+    func answerCodes(_ code: Int) async throws {
+        let server = try ScriptedDNSServer(.rcode(UInt8(code)))
+        let (result, took) = await timedLookup(one, at: [server.server], timeout: .seconds(5))
+        #expect(result == Self.expected(code: UInt8(code), from: server.server), "code \(code): \(result)")
+        // An answer ends the query at once, whatever its code.
+        #expect(took < .seconds(1), "code \(code) took \(took)")
+        // A server failing so is passed over: the next one's answer decides.
+        if code != 0 && code != 3 {
+            let next = try ScriptedDNSServer(.address("10.0.0.5"))
+            #expect(await lookup(one, at: [server.server, next.server]) == .addresses(["10.0.0.5"]), "code \(code)")
+        }
+    }
+
+    @Test("records under an answer code other than NOERROR are not the name's addresses")
+    func recordsUnderOtherCodes() async throws {
+        let notauth = try ScriptedDNSServer(.records(a: ["10.0.0.5"], aaaa: ["fd00::5"], rcode: 9))
+        #expect(await lookup(one, at: [notauth.server]) == Self.expected(code: 9, from: notauth.server))
+        let nxdomain = try ScriptedDNSServer(.records(a: ["10.0.0.5"], aaaa: [], rcode: 3))
+        #expect(await lookup(one, at: [nxdomain.server]) == Self.expected(code: 3, from: nxdomain.server))
+        let noerror = try ScriptedDNSServer(.records(a: ["10.0.0.5"], aaaa: ["fd00::5"]))
+        #expect(await lookup(one, at: [noerror.server]) == .addresses(["10.0.0.5", "fd00::5"]))
+    }
+
     @Test("addresses no Service has, IPv4-mapped ones too, come back from the resolver as given and are dropped by Resolution.usable")
     func addressesNoServiceHas() async throws {
         let a = ["169.254.169.254", "0.1.2.3"]

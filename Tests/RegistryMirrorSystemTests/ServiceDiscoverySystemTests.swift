@@ -145,6 +145,19 @@ struct ServiceDiscoverySystemTests {
         #expect(await eventually(within: .seconds(15)) { !world.exists }, "\(agent.stderrText)")
     }
 
+    @Test("apply while DNS answers the name with an unusual code (NOTAUTH, YXDOMAIN, 15): the file of the cache that is up stays, exit 69", arguments: [9, 6, 15])
+    func applyKeepsFileOnOddAnswerCode(_ code: Int) async throws {
+        let world = try await ServiceWorld(caches: ["127.0.0.41"], record: "127.0.0.41")
+        let applied = try await runAgent(world.arguments("apply"))
+        #expect(applied.status == 0 && world.names("127.0.0.41"), "\(applied.stderr)")
+        let before = world.file
+        let odd = try ScriptedDNSServer(.rcode(UInt8(code)))
+        let run = try await runAgent(world.arguments("apply", ["--deadline", "3s"], server: odd.server))
+        #expect(run.status == 69, "\(run.stderr)")
+        #expect(run.stderr.contains("DNS unreachable: unexpected answer code \(code) ("), "\(run.stderr)")
+        #expect(world.file == before, "\(world.file ?? "no file")")
+    }
+
     @Test("apply: an AAAA record ::ffff:0.0.0.0 (this node, whatever listens) is neither probed nor written")
     func applyRefusesMappedUnspecified() async throws {
         // A cache on 127.0.0.1: a connection to 0.0.0.0 (or ::ffff:0.0.0.0) on its port reaches it.
