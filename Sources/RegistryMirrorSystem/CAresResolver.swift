@@ -256,13 +256,38 @@ private struct ChannelKey: Hashable {
 private final class Channel {
     let key: ChannelKey
     let handle: ares_channel
+    /// The TCP socket c-ares opened during this attempt, or nil. With no ARES_FLAG_USEVC, c-ares 1.18
+    /// opens one only to ask again a query whose UDP answer was truncated (TC, or over 512 bytes).
+    var stream: ares_socket_t?
+    /// That socket connected: poll reported it without an error once.
+    var streamConnected = false
 
+    /// Takes `handle` over; c-ares tells the channel of every socket it opens (`socketOpened`).
     init(key: ChannelKey, handle: ares_channel) {
         self.key = key
         self.handle = handle
+        ares_set_socket_configure_callback(handle, socketOpened, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// A new attempt: nothing seen yet.
+    func startAttempt() {
+        stream = nil
+        streamConnected = false
+    }
+
+    /// What poll said of one of the channel's sockets.
+    func polled(_ fd: Int32, _ revents: Int16) {
+        if fd == stream && revents & Int16(POLLERR | POLLHUP) == 0 { streamConnected = true }
     }
 
     deinit { ares_destroy(handle) }
+}
+
+/// c-ares calls this on the DNS thread for each socket it opens, before connecting it; `data` is its
+/// `Channel` (which destroys the handle, and so outlives every call). 0: go on with the socket.
+private let socketOpened: ares_sock_config_callback = { fd, type, data in
+    if type == Int32(SOCK_STREAM.rawValue) { Unmanaged<Channel>.fromOpaque(data!).takeUnretainedValue().stream = fd }
+    return 0
 }
 
 /// The DNS thread's idle channels, by key.
@@ -485,6 +510,7 @@ private final class Attempt {
         self.channel = channel
         self.timeout = timeout
         deadline = ContinuousClock.now + timeout.duration
+        channel.startAttempt()
     }
 
     /// Sends both queries. c-ares may call back at once (a socket that cannot be opened); the other
@@ -531,9 +557,16 @@ private final class Attempt {
             return "malformed answer from \(server) (\(String(cString: ares_strerror(unreadable))))"
         }
         if let rcode = answer.rcode { return DNSConstant.answerCode(rcode, from: server) }
+        // c-ares asked again over TCP: the UDP answer was truncated, and what went wrong is the retry's.
+        let truncated = "truncated answer over UDP from \(server)"
         switch answer.status ?? ARES_ETIMEOUT {
-        case ARES_ETIMEOUT, ARES_ECANCELLED: return "no answer from \(server) within \(timeout)"
-        case ARES_ECONNREFUSED: return address.refusalReason()
+        case ARES_ETIMEOUT, ARES_ECANCELLED:
+            if channel.stream != nil { return "\(truncated), and no answer over TCP within \(timeout)" }
+            return "no answer from \(server) within \(timeout)"
+        case ARES_ECONNREFUSED:
+            guard channel.stream != nil else { return address.refusalReason() }
+            if channel.streamConnected { return "\(truncated), and its TCP retry's connection closed without an answer" }
+            return "\(truncated), and its TCP retry was refused"
         case ARES_EBADRESP: return "malformed answer from \(server)"
         case let status: return "\(String(cString: ares_strerror(status))) (asking \(server))"
         }
@@ -631,11 +664,12 @@ private final class ResolverLoop {
             processed.removeAll(keepingCapacity: true)
             processed.append(contentsOf: repeatElement(false, count: lookups.count))
             for (entry, owner) in zip(fds.dropFirst(), owners) where entry.revents != 0 {
-                guard let channel = lookups[owner].attempt?.channel.handle else { continue }
+                guard let channel = lookups[owner].attempt?.channel else { continue }
+                channel.polled(entry.fd, entry.revents)
                 // An ICMP error shows as POLLERR: reading is what lets c-ares see it.
                 let readable = entry.revents & Int16(POLLIN | POLLERR | POLLHUP) != 0
                 let writable = entry.revents & Int16(POLLOUT) != 0
-                ares_process_fd(channel, readable ? entry.fd : ARES_SOCKET_BAD, writable ? entry.fd : ARES_SOCKET_BAD)
+                ares_process_fd(channel.handle, readable ? entry.fd : ARES_SOCKET_BAD, writable ? entry.fd : ARES_SOCKET_BAD)
                 processed[owner] = true
             }
             // Nothing to read for these: let c-ares expire their queries' timers.
