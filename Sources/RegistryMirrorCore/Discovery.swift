@@ -112,12 +112,13 @@ public enum Resolution: Sendable, Equatable, CustomStringConvertible {
         return []
     }
 
-    /// The answer without addresses no Service has (`ServiceAddress.unusable`): an answer of only
-    /// such addresses is "not found", with the reason.
+    /// The answer without addresses no Service has (`ServiceAddress.unusable`), IPv4-mapped addresses
+    /// written as IPv4 (`ServiceAddress.canonical`): an answer of only unusable addresses is "not
+    /// found", with the reason.
     public var usable: Resolution {
         guard case .addresses(let list) = self else { return self }
-        let kept = list.filter { ServiceAddress.unusable($0) == nil }
-        if !kept.isEmpty { return kept.count == list.count ? self : .addresses(kept) }
+        let kept = list.filter { ServiceAddress.unusable($0) == nil }.map(ServiceAddress.canonical)
+        if !kept.isEmpty { return kept == list ? self : .addresses(ServiceAddress.stableOrder(kept)) }
         let why = list.prefix(3).map { "\($0) (\(ServiceAddress.unusable($0) ?? ""))" }.joined(separator: ", ")
         return .notFound("only addresses a Service cannot have: \(why)")
     }
@@ -163,20 +164,55 @@ public enum ServiceAddress {
         }
     }
 
-    /// Why a DNS answer's address cannot be a Service's, or nil: unspecified (0.0.0.0 reaches this
-    /// node), broadcast, multicast, or IPv6 link-local (which needs a zone, and is this node's link).
+    /// Why a DNS answer's address cannot be a Service's, or nil. One rule for both families, and an
+    /// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is judged as the IPv4 address it carries (a
+    /// connection to it is one to that IPv4 address):
+    /// - unspecified and "this network" (`0.0.0.0/8`, `::`): a connection to 0.0.0.0 reaches this node;
+    /// - broadcast (`255.255.255.255`) and multicast (`224.0.0.0/4`, `ff00::/8`);
+    /// - link-local (`169.254.0.0/16`, `fe80::/10`): this node's own link, never a cluster IP
+    ///   (169.254.169.254 is a cloud's metadata service; an IPv6 one would also need a zone).
+    ///
+    /// Loopback (`127.0.0.0/8`, `::1`) is allowed: it names this node on purpose, and containerd
+    /// reaches it exactly as the probe does (the project's tests give their caches 127.0.0.x
+    /// addresses as cluster IPs).
     public static func unusable(_ address: String) -> String? {
         guard let b = bytes(address) else { return "not an IP address" }
-        if b.allSatisfy({ $0 == 0 }) { return "unspecified" }
-        if b.count == 4 {
-            if b == [255, 255, 255, 255] { return "broadcast" }
-            if b[0] >= 224 && b[0] <= 239 { return "multicast" }
-            if b[0] == 0 { return "\"this network\"" }
-        } else {
-            if b[0] == 0xFF { return "multicast" }
-            if b[0] == 0xFE && b[1] & 0xC0 == 0x80 { return "link-local" }
+        if let carried = mappedIPv4(b) {
+            return ipv4Problem(carried).map { "IPv4-mapped \(text(ofIPv4: carried)), \($0)" }
         }
+        return b.count == 4 ? ipv4Problem(b) : ipv6Problem(b)
+    }
+
+    private static func ipv4Problem(_ b: [UInt8]) -> String? {
+        if b == [0, 0, 0, 0] { return "unspecified" }
+        if b[0] == 0 { return "\"this network\"" }
+        if b == [255, 255, 255, 255] { return "broadcast" }
+        if b[0] >= 224 && b[0] <= 239 { return "multicast" }
+        if b[0] == 169 && b[1] == 254 { return "link-local" }
         return nil
+    }
+
+    private static func ipv6Problem(_ b: [UInt8]) -> String? {
+        if b.allSatisfy({ $0 == 0 }) { return "unspecified" }
+        if b[0] == 0xFF { return "multicast" }
+        if b[0] == 0xFE && b[1] & 0xC0 == 0x80 { return "link-local" }
+        return nil
+    }
+
+    /// The IPv4 address an IPv4-mapped IPv6 address (`::ffff:0:0/96`) carries, or nil.
+    private static func mappedIPv4(_ b: [UInt8]) -> [UInt8]? {
+        guard b.count == 16, b.prefix(10).allSatisfy({ $0 == 0 }), b[10] == 0xFF, b[11] == 0xFF else { return nil }
+        return Array(b.suffix(4))
+    }
+
+    private static func text(ofIPv4 b: [UInt8]) -> String { b.map(String.init).joined(separator: ".") }
+
+    /// The address as the file names it: an IPv4-mapped IPv6 address as the IPv4 address it carries
+    /// (`::ffff:10.0.0.5` -> `10.0.0.5`), which is what containerd (Go) connects to anyway; any other
+    /// address as it is.
+    public static func canonical(_ address: String) -> String {
+        guard let b = bytes(address), let carried = mappedIPv4(b) else { return address }
+        return text(ofIPv4: carried)
     }
 
     /// The address's bytes (4 or 16), nil when it is neither an IPv4 nor an IPv6 address.

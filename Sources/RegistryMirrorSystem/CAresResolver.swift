@@ -16,13 +16,18 @@ import Synchronization
 /// - Order and bound: each attempt asks one server for A and AAAA at once and waits at most
 ///   `discovery.timeout` for both. The servers are asked in order, `attempts` rounds. The first
 ///   server that answers for the name decides (addresses, NXDOMAIN, or a name without addresses);
-///   a timeout, a refusal, SERVFAIL, REFUSED or a malformed answer moves on to the next. A lookup
+///   a timeout, a refusal, any other answer code or a malformed answer moves on to the next. A lookup
 ///   therefore ends within timeout × servers × attempts (2 s for one server and the defaults), plus
 ///   the time to hand it to the DNS thread (and, for the first lookup, to start that thread).
 /// - Why one server per attempt instead of c-ares's own failover: with its failover, c-ares 1.18
 ///   doubles the timeout every round and reports a SERVFAIL or REFUSED answer as ECONNREFUSED.
 ///   One server per attempt, with tries 1 and ARES_FLAG_NOCHECKRESP (the answer's code reaches us),
 ///   keeps the bound exact and lets the reason say what each server did.
+/// - Answer codes: the resolver reads the RCODE from the answer's header itself. c-ares 1.18's
+///   `ares_query` turns only NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP and REFUSED into statuses;
+///   any other code (YXDOMAIN, NOTAUTH, ..., 15) comes back as ARES_SUCCESS, and with no record in
+///   it would read as a name without addresses. Only NOERROR (its addresses, or none) and NXDOMAIN
+///   say anything about the name; every other code is that server failing (`answerCode`).
 /// - Threads: every lookup of the process is run by one thread ("ccr-dns", started by the first
 ///   lookup), which drives them all with poll(2) on their channels' sockets and a wake-up pipe and
 ///   resumes each caller's continuation; the calling task only waits on it, so no thread of the
@@ -123,6 +128,22 @@ private enum DNSConstant {
     static let classIN: Int32 = 1
     static let typeA: Int32 = 1
     static let typeAAAA: Int32 = 28
+    static let noError: UInt8 = 0
+    static let nxDomain: UInt8 = 3
+
+    /// An answer code other than NOERROR and NXDOMAIN as a reason (RFC 1035, 2136, 8490; 12-15 are
+    /// unassigned): the server failed to answer for the name.
+    static func answerCode(_ rcode: UInt8, from server: Discovery.Server) -> String {
+        switch rcode {
+        case 1: return "query rejected as malformed (FORMERR from \(server))"
+        case 2: return "server failure (SERVFAIL from \(server))"
+        case 4: return "query not implemented (NOTIMP from \(server))"
+        case 5: return "query refused (REFUSED from \(server))"
+        default:
+            let names: [UInt8: String] = [6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 11: "DSOTYPENI"]
+            return "unexpected answer code \(rcode) (\(names[rcode] ?? "unassigned"), from \(server))"
+        }
+    }
 }
 
 /// One lookup as the caller hands it over. `cancel` may come from any thread, before or after the DNS
@@ -235,13 +256,38 @@ private struct ChannelKey: Hashable {
 private final class Channel {
     let key: ChannelKey
     let handle: ares_channel
+    /// The TCP socket c-ares opened during this attempt, or nil. With no ARES_FLAG_USEVC, c-ares 1.18
+    /// opens one only to ask again a query whose UDP answer was truncated (TC, or over 512 bytes).
+    var stream: ares_socket_t?
+    /// That socket connected: poll reported it without an error once.
+    var streamConnected = false
 
+    /// Takes `handle` over; c-ares tells the channel of every socket it opens (`socketOpened`).
     init(key: ChannelKey, handle: ares_channel) {
         self.key = key
         self.handle = handle
+        ares_set_socket_configure_callback(handle, socketOpened, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// A new attempt: nothing seen yet.
+    func startAttempt() {
+        stream = nil
+        streamConnected = false
+    }
+
+    /// What poll said of one of the channel's sockets.
+    func polled(_ fd: Int32, _ revents: Int16) {
+        if fd == stream && revents & Int16(POLLERR | POLLHUP) == 0 { streamConnected = true }
     }
 
     deinit { ares_destroy(handle) }
+}
+
+/// c-ares calls this on the DNS thread for each socket it opens, before connecting it; `data` is its
+/// `Channel` (which destroys the handle, and so outlives every call). 0: go on with the socket.
+private let socketOpened: ares_sock_config_callback = { fd, type, data in
+    if type == Int32(SOCK_STREAM.rawValue) { Unmanaged<Channel>.fromOpaque(data!).takeUnretainedValue().stream = fd }
+    return 0
 }
 
 /// The DNS thread's idle channels, by key.
@@ -382,15 +428,26 @@ private final class Answer {
     let family: Int32
     /// nil while the query is in flight; then an ARES_* status.
     var status: Int32?
+    /// The RCODE of the answer's header when an answer came (c-ares hands the message over for every
+    /// code), read here rather than taken from `status`; nil when the query ended without one.
+    var rcode: UInt8?
     var addresses: [String] = []
-    /// When the answer came but could not be read: c-ares's reason.
+    /// When a NOERROR answer came but could not be read: c-ares's reason.
     var unreadable: Int32?
 
     init(family: Int32) { self.family = family }
 
+    /// NOERROR with no address in it (no record, or only a CNAME): the name has no address of this family.
+    var isEmpty: Bool { rcode == DNSConstant.noError && unreadable == nil && addresses.isEmpty }
+
     func finish(_ status: Int32, _ abuf: UnsafeMutablePointer<UInt8>?, _ alen: Int32) {
         self.status = status
-        guard status == ARES_SUCCESS, let abuf, alen > 0 else { return }
+        // c-ares drops answers shorter than the 12-byte header before they get here.
+        guard let abuf, alen >= 12 else { return }
+        rcode = abuf[3] & 0x0F
+        // Only a NOERROR answer's records are read: c-ares 1.18 reports codes it has no status for as
+        // ARES_SUCCESS, and their records say nothing.
+        guard rcode == DNSConstant.noError else { return }
         // Every A record takes at least 16 bytes of the answer and every AAAA 28: this many slots
         // hold them all, however many addresses a headless Service has.
         let rc: Int32
@@ -405,11 +462,7 @@ private final class Answer {
             rc = ares_parse_aaaa_reply(abuf, alen, nil, &slots, &count)
             if rc == ARES_SUCCESS { addresses = slots.prefix(Int(count)).map { Self.text(AF_INET6, of: $0.ip6addr) } }
         }
-        if rc == ARES_ENODATA {
-            self.status = ARES_ENODATA
-        } else if rc != ARES_SUCCESS {
-            unreadable = rc
-        }
+        if rc != ARES_SUCCESS && rc != ARES_ENODATA { unreadable = rc }
     }
 
     /// `10.0.0.5`, `fd00::5`.
@@ -457,6 +510,7 @@ private final class Attempt {
         self.channel = channel
         self.timeout = timeout
         deadline = ContinuousClock.now + timeout.duration
+        channel.startAttempt()
     }
 
     /// Sends both queries. c-ares may call back at once (a socket that cannot be opened); the other
@@ -482,21 +536,18 @@ private final class Attempt {
         ares_cancel(channel.handle)
     }
 
-    /// A and AAAA together: any address wins; NXDOMAIN for either means no such name; both empty means
-    /// a name without addresses; anything else is this server's failure, with its reason.
+    /// A and AAAA together: any address (of a NOERROR answer) wins; NXDOMAIN for either means no
+    /// such name; both NOERROR and empty means a name without addresses; anything else (another
+    /// answer code, no answer, a refusal, a malformed answer) is this server's failure, with its reason.
     func verdict() -> Verdict {
         let addresses = a.addresses + aaaa.addresses
         if !addresses.isEmpty { return .addresses(addresses) }
         let answers = [a, aaaa]
-        if answers.contains(where: { $0.status == ARES_ENOTFOUND }) { return .noSuchName }
-        // A NOERROR answer with nothing usable in it (no records, or only a CNAME) is no address.
-        let empty = { (answer: Answer) in
-            answer.unreadable == nil && (answer.status == ARES_ENODATA || answer.status == ARES_SUCCESS)
-        }
-        if answers.allSatisfy(empty) { return .noAddress }
-        // What the server did (refused, SERVFAIL, ...) says more than the silence of the other query.
-        let failed = answers.filter { !empty($0) }
-        let telling = failed.first { $0.unreadable != nil || ![ARES_ETIMEOUT, ARES_ECANCELLED, nil].contains($0.status) }
+        if answers.contains(where: { $0.rcode == DNSConstant.nxDomain }) { return .noSuchName }
+        if answers.allSatisfy(\.isEmpty) { return .noAddress }
+        // What the server did (an answer code, a refusal) says more than the silence of the other query.
+        let failed = answers.filter { !$0.isEmpty }
+        let telling = failed.first { $0.rcode != nil || ![ARES_ETIMEOUT, ARES_ECANCELLED, nil].contains($0.status) }
         return .failed(reason(telling ?? failed[0]))
     }
 
@@ -505,13 +556,17 @@ private final class Attempt {
         if let unreadable = answer.unreadable {
             return "malformed answer from \(server) (\(String(cString: ares_strerror(unreadable))))"
         }
+        if let rcode = answer.rcode { return DNSConstant.answerCode(rcode, from: server) }
+        // c-ares asked again over TCP: the UDP answer was truncated, and what went wrong is the retry's.
+        let truncated = "truncated answer over UDP from \(server)"
         switch answer.status ?? ARES_ETIMEOUT {
-        case ARES_ETIMEOUT, ARES_ECANCELLED: return "no answer from \(server) within \(timeout)"
-        case ARES_ECONNREFUSED: return address.refusalReason()
-        case ARES_ESERVFAIL: return "server failure (SERVFAIL from \(server))"
-        case ARES_EREFUSED: return "query refused (REFUSED from \(server))"
-        case ARES_ENOTIMP: return "query not implemented (NOTIMP from \(server))"
-        case ARES_EFORMERR: return "query rejected as malformed (FORMERR from \(server))"
+        case ARES_ETIMEOUT, ARES_ECANCELLED:
+            if channel.stream != nil { return "\(truncated), and no answer over TCP within \(timeout)" }
+            return "no answer from \(server) within \(timeout)"
+        case ARES_ECONNREFUSED:
+            guard channel.stream != nil else { return address.refusalReason() }
+            if channel.streamConnected { return "\(truncated), and its TCP retry's connection closed without an answer" }
+            return "\(truncated), and its TCP retry was refused"
         case ARES_EBADRESP: return "malformed answer from \(server)"
         case let status: return "\(String(cString: ares_strerror(status))) (asking \(server))"
         }
@@ -609,11 +664,12 @@ private final class ResolverLoop {
             processed.removeAll(keepingCapacity: true)
             processed.append(contentsOf: repeatElement(false, count: lookups.count))
             for (entry, owner) in zip(fds.dropFirst(), owners) where entry.revents != 0 {
-                guard let channel = lookups[owner].attempt?.channel.handle else { continue }
+                guard let channel = lookups[owner].attempt?.channel else { continue }
+                channel.polled(entry.fd, entry.revents)
                 // An ICMP error shows as POLLERR: reading is what lets c-ares see it.
                 let readable = entry.revents & Int16(POLLIN | POLLERR | POLLHUP) != 0
                 let writable = entry.revents & Int16(POLLOUT) != 0
-                ares_process_fd(channel, readable ? entry.fd : ARES_SOCKET_BAD, writable ? entry.fd : ARES_SOCKET_BAD)
+                ares_process_fd(channel.handle, readable ? entry.fd : ARES_SOCKET_BAD, writable ? entry.fd : ARES_SOCKET_BAD)
                 processed[owner] = true
             }
             // Nothing to read for these: let c-ares expire their queries' timers.

@@ -242,6 +242,54 @@ struct DiscoveryTests {
         #expect(state.config.registries[0].hosts.isEmpty)
     }
 
+    /// The one rule, both families; nil: a Service may have it.
+    static let addressRule: [(String, String?)] = [
+        ("10.96.5.1", nil), ("fd00::5", nil), ("2001:db8::1", nil),
+        // Loopback names this node on purpose (and the system tests' caches live there).
+        ("127.0.0.1", nil), ("127.0.0.41", nil), ("::1", nil),
+        ("0.0.0.0", "unspecified"), ("::", "unspecified"), ("0.1.2.3", "\"this network\""),
+        ("255.255.255.255", "broadcast"), ("224.0.0.1", "multicast"), ("239.255.255.250", "multicast"), ("ff02::1", "multicast"),
+        ("169.254.169.254", "link-local"), ("169.254.0.1", "link-local"), ("fe80::1", "link-local"), ("febf::1", "link-local"),
+        ("169.253.1.1", nil), ("169.255.0.1", nil), ("fec0::1", nil), ("223.255.255.255", nil), ("240.0.0.1", nil),
+        // IPv4-mapped: judged as the IPv4 address carried.
+        ("::ffff:0.0.0.0", "IPv4-mapped 0.0.0.0, unspecified"),
+        ("::ffff:0.1.2.3", "IPv4-mapped 0.1.2.3, \"this network\""),
+        ("::ffff:224.0.0.1", "IPv4-mapped 224.0.0.1, multicast"),
+        ("::ffff:255.255.255.255", "IPv4-mapped 255.255.255.255, broadcast"),
+        ("::ffff:169.254.169.254", "IPv4-mapped 169.254.169.254, link-local"),
+        ("::ffff:a9fe:a9fe", "IPv4-mapped 169.254.169.254, link-local"),
+        ("::FFFF:127.0.0.1", nil), ("::ffff:10.0.0.1", nil),
+        // Not mapped: ::ffff:0:0:0/96 and ::/96 carry nothing a connection would use.
+        ("::ffff:0:0.0.0.0", nil), ("::10.0.0.1", nil),
+        ("not an address", "not an IP address"),
+    ]
+
+    @Test("one address rule for both families: unspecified, broadcast, multicast and link-local refused; loopback kept; IPv4-mapped judged as its IPv4 address")
+    func addressRule() {
+        for (address, expected) in Self.addressRule {
+            #expect(ServiceAddress.unusable(address) == expected, "\(address)")
+        }
+    }
+
+    @Test("an IPv4-mapped address that is kept is written as the IPv4 address it carries, once beside the same A record")
+    func mappedAddressesAsIPv4() {
+        #expect(ServiceAddress.canonical("::ffff:10.0.0.1") == "10.0.0.1")
+        #expect(ServiceAddress.canonical("::ffff:a00:1") == "10.0.0.1")
+        #expect(ServiceAddress.canonical("fd00::1") == "fd00::1" && ServiceAddress.canonical("10.0.0.1") == "10.0.0.1")
+        #expect(Resolution.addresses(["fd00::1", "::ffff:10.0.0.2"]).usable == .addresses(["10.0.0.2", "fd00::1"]))
+        #expect(Resolution.addresses(["10.0.0.1", "::ffff:10.0.0.1"]).usable == .addresses(["10.0.0.1"]))
+        // The answers of the attack round: only the mapped loopback address is kept, as IPv4.
+        let attack = Resolution.addresses([
+            "0.1.2.3", "169.254.169.254", "::ffff:0.0.0.0", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:224.0.0.1",
+            "::ffff:255.255.255.255", "fe80::1",
+        ])
+        #expect(attack.usable == .addresses(["127.0.0.1"]))
+        #expect(Resolution.addresses(["::ffff:0.0.0.0"]).usable
+            == .notFound("only addresses a Service cannot have: ::ffff:0.0.0.0 (IPv4-mapped 0.0.0.0, unspecified)"))
+        let written = MirrorHost(url: Self.url).resolved(to: ServiceAddress.canonical("::ffff:10.0.0.1"), name: Self.name)
+        #expect(written.url == "http://10.0.0.1:5000")
+    }
+
     @Test("two names (or a name and its own address) with one address make one host in the file")
     func duplicateAddressOnce() async {
         let other = "http://registry-b.kube-system.svc.cluster.local:5000"
@@ -296,6 +344,20 @@ struct DiscoveryTests {
         var state = MirrorState(config: config)
         _ = state.resolved(HostKey(upstream: "docker.io", url: Self.url), .unreachable("no answer from 127.0.0.1:5353 within 1s"))
         #expect(applier.statusText(state).contains("\(Self.url): DNS unreachable: no answer from 127.0.0.1:5353 within 1s"))
+    }
+
+    @Test("apply while DNS fails (an answer code that says nothing of the name) leaves our file of the cache that is up")
+    func applyKeepsFileWhileDNSFails() async {
+        let store = await Self.storeWithOurFile()
+        let before = store.content("docker.io")
+        let resolver = SettableResolver([Self.name: .unreachable("unexpected answer code 9 (NOTAUTH, from 127.0.0.1:5353)")])
+        var config = Self.config()
+        config.probe.deadline = .milliseconds(200)
+        let report = await Applier(
+            config: config, prober: SettableProber(up: ["http://10.0.0.1:5000"]), store: store, logger: Self.logger, resolver: resolver
+        ).run()
+        #expect(report.exitStatus == .deadlineReached)
+        #expect(store.content("docker.io") == before)
     }
 
     @Test("without [discovery], a name under cluster.local is written as given")

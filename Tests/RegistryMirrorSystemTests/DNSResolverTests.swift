@@ -87,23 +87,49 @@ final class ScriptedDNSServer: @unchecked Sendable {
         /// Answers A queries with this IPv4 address and AAAA queries with no record, each `after` the
         /// query came; the name `truncating` (if any) gets a truncated answer at once instead.
         case address(String, after: Duration = .zero, truncating: String? = nil)
+        /// Answers A queries with the `a` records and AAAA queries with the `aaaa` ones (as given:
+        /// addresses no Service has too), under this response code.
+        case records(a: [String], aaaa: [String], rcode: UInt8 = 0)
+    }
+
+    /// What the server's TCP port on the same number does (c-ares asks there after a truncated answer).
+    enum TCP: Sendable {
+        /// Nothing listens: a connection is refused.
+        case none
+        /// Accepts a connection and closes it at once, without an answer.
+        case closes
+        /// Accepts a connection and never answers on it.
+        case silent
     }
 
     let port: Int
     private let fd: Int32
+    /// The TCP listener on the same port, for `TCP.closes` and `.silent`; -1 without one.
+    private var listener: Int32 = -1
+    /// Connections accepted and kept open (`TCP.silent`), closed on stop.
+    private var accepted: [Int32] = []
     private let stopped = Atomic<Bool>(false)
     private let done = Mutex(false)
     /// The query names seen, in order.
     private let seen = Mutex<[String]>([])
 
-    /// - Parameter port: the port to bind (0: any free one), e.g. that of a server stopped a moment ago.
-    init(_ behaviour: Behaviour, port: Int = 0) throws {
+    /// - Parameters:
+    ///   - port: the port to bind (0: any free one), e.g. that of a server stopped a moment ago.
+    ///   - tcp: what a TCP connection to the same port meets.
+    init(_ behaviour: Behaviour, port: Int = 0, tcp: TCP = .none) throws {
         fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: \(String(cString: strerror(errno)))") }
         do {
             self.port = try bindLoopback(fd, port: port)
+            if tcp != .none {
+                listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                guard listener >= 0 else { throw TestFailure("socket: \(String(cString: strerror(errno)))") }
+                _ = try bindLoopback(listener, port: self.port)
+                guard listen(listener, 8) == 0 else { throw TestFailure("listen: \(String(cString: strerror(errno)))") }
+            }
         } catch {
             close(fd)
+            if listener >= 0 { close(listener) }
             throw error
         }
         if case .silent = behaviour {
@@ -111,7 +137,7 @@ final class ScriptedDNSServer: @unchecked Sendable {
             return
         }
         let thread = Thread { [self] in
-            serve(behaviour)
+            serve(behaviour, tcp: tcp)
             done.withLock { $0 = true }
         }
         thread.start()
@@ -120,7 +146,7 @@ final class ScriptedDNSServer: @unchecked Sendable {
     var server: Discovery.Server { Discovery.Server(address: "127.0.0.1", port: port) }
     var queries: [String] { seen.withLock { $0 } }
 
-    private func serve(_ behaviour: Behaviour) {
+    private func serve(_ behaviour: Behaviour, tcp: TCP) {
         var buffer = [UInt8](repeating: 0, count: 1500)
         // Replies held back by `.address(after:)`, in the order they are due.
         var held: [(due: ContinuousClock.Instant, reply: [UInt8], to: sockaddr_storage, length: socklen_t)] = []
@@ -128,8 +154,16 @@ final class ScriptedDNSServer: @unchecked Sendable {
             // Wakes at least every 50 ms to notice a stop.
             var wait = Duration.milliseconds(50)
             if let first = held.first { wait = min(wait, max(.zero, ContinuousClock.now.duration(to: first.due))) }
-            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            if poll(&entry, 1, Int32((wait.seconds * 1000).rounded(.up))) > 0 {
+            var entries = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            if listener >= 0 { entries.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0)) }
+            _ = poll(&entries, nfds_t(entries.count), Int32((wait.seconds * 1000).rounded(.up)))
+            if entries.count > 1 && entries[1].revents != 0 {
+                let connection = accept(listener, nil, nil)
+                if connection >= 0 {
+                    if tcp == .closes { close(connection) } else { accepted.append(connection) }
+                }
+            }
+            if entries[0].revents != 0 {
                 var from = sockaddr_storage()
                 var fromLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
                 let n = withUnsafeMutablePointer(to: &from) {
@@ -171,6 +205,21 @@ final class ScriptedDNSServer: @unchecked Sendable {
         case .truncated:
             reply[2] |= 0x82  // QR and TC
             reply[3] &= 0xF0
+        case .records(let a, let aaaa, let code):
+            guard let (name, type, end) = Self.question(query) else { return nil }
+            seen.withLock { $0.append(name) }
+            reply = Array(query.prefix(end))
+            reply[2] |= 0x80
+            reply[3] = (reply[3] & 0xF0) | (code & 0x0F)
+            for index in 6..<12 { reply[index] = 0 }
+            let (family, addresses, size) = type == 1 ? (AF_INET, a, 4) : type == 28 ? (AF_INET6, aaaa, 16) : (AF_INET, [], 4)
+            reply[7] = UInt8(addresses.count)
+            for address in addresses {
+                var bytes = [UInt8](repeating: 0, count: size)
+                _ = inet_pton(family, address, &bytes)
+                // The name as a pointer to the question's, the query's type, class IN, TTL 5, the address.
+                reply += [0xC0, 0x0C, 0, UInt8(type), 0, 1, 0, 0, 0, 5, 0, UInt8(size)] + bytes
+            }
         case .address(let address, let delay, let truncating):
             guard let (name, type, end) = Self.question(query) else { return nil }
             seen.withLock { $0.append(name) }
@@ -215,6 +264,8 @@ final class ScriptedDNSServer: @unchecked Sendable {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
         while !done.withLock({ $0 }) { usleep(5_000) }
         close(fd)
+        if listener >= 0 { close(listener) }
+        for connection in accepted { close(connection) }
     }
 
     deinit { stop() }
@@ -253,6 +304,10 @@ private func nxdomain(_ server: Discovery.Server) -> Resolution { .notFound("nam
 
 private func refused(_ server: Discovery.Server) -> Resolution {
     .unreachable("connection refused by \(server) (nothing listens on that port)")
+}
+
+private func truncatedAndRefused(_ server: Discovery.Server) -> Resolution {
+    .unreachable("truncated answer over UDP from \(server), and its TCP retry was refused")
 }
 
 /// The threads of this process named `name`: their ids.
@@ -487,9 +542,10 @@ struct DNSResolverTests {
         #expect(await lookup(one, at: [notimp.server]) == .unreachable("query not implemented (NOTIMP from 127.0.0.1:\(notimp.port))"))
         let malformed = await lookup(one, at: [broken.server])
         #expect(malformed.description.hasPrefix("DNS unreachable: malformed answer from 127.0.0.1:\(broken.port)"), "\(malformed)")
-        // Truncated, and nothing listens for the TCP retry: refused, not a hang.
+        // Truncated, and nothing listens for the TCP retry: refused, not a hang, and not "nothing
+        // listens on that port" (the UDP port answered).
         let (cut, cutTook) = await timedLookup(one, at: [truncated.server], timeout: .seconds(5))
-        #expect(cut == .unreachable("connection refused by 127.0.0.1:\(truncated.port) (nothing listens on that port)"), "\(cut)")
+        #expect(cut == truncatedAndRefused(truncated.server), "\(cut)")
         #expect(cutTook < .seconds(1), "took \(cutTook)")
         // Bytes that are no answer to the query are ignored, as if nothing came.
         let ignored = await lookup(one, at: [noise.server], timeout: .milliseconds(300))
@@ -498,6 +554,69 @@ struct DNSResolverTests {
         // A server that fails is passed over for the next.
         let dns = try await Self.dnsmasq()
         #expect(await lookup(one, at: [servfail.server, broken.server, dns.server]) == .addresses(["10.0.0.5"]))
+    }
+
+    /// What a lookup gives when the server answers every query with this code and no record.
+    static func expected(code: UInt8, from server: Discovery.Server) -> Resolution {
+        let names: [UInt8: String] = [6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 11: "DSOTYPENI"]
+        switch code {
+        case 0: return .notFound("name has no A or AAAA record (NODATA from \(server))")
+        case 1: return .unreachable("query rejected as malformed (FORMERR from \(server))")
+        case 2: return .unreachable("server failure (SERVFAIL from \(server))")
+        case 3: return nxdomain(server)
+        case 4: return .unreachable("query not implemented (NOTIMP from \(server))")
+        case 5: return .unreachable("query refused (REFUSED from \(server))")
+        default: return .unreachable("unexpected answer code \(code) (\(names[code] ?? "unassigned"), from \(server))")
+        }
+    }
+
+    @Test("every answer code, with no record: only NOERROR and NXDOMAIN say the name has no address; every other code is the server failing", arguments: 0...15)
+    func answerCodes(_ code: Int) async throws {
+        let server = try ScriptedDNSServer(.rcode(UInt8(code)))
+        let (result, took) = await timedLookup(one, at: [server.server], timeout: .seconds(5))
+        #expect(result == Self.expected(code: UInt8(code), from: server.server), "code \(code): \(result)")
+        // An answer ends the query at once, whatever its code.
+        #expect(took < .seconds(1), "code \(code) took \(took)")
+        // A server failing so is passed over: the next one's answer decides.
+        if code != 0 && code != 3 {
+            let next = try ScriptedDNSServer(.address("10.0.0.5"))
+            #expect(await lookup(one, at: [server.server, next.server]) == .addresses(["10.0.0.5"]), "code \(code)")
+        }
+    }
+
+    @Test("records under an answer code other than NOERROR are not the name's addresses")
+    func recordsUnderOtherCodes() async throws {
+        let notauth = try ScriptedDNSServer(.records(a: ["10.0.0.5"], aaaa: ["fd00::5"], rcode: 9))
+        #expect(await lookup(one, at: [notauth.server]) == Self.expected(code: 9, from: notauth.server))
+        let nxdomain = try ScriptedDNSServer(.records(a: ["10.0.0.5"], aaaa: [], rcode: 3))
+        #expect(await lookup(one, at: [nxdomain.server]) == Self.expected(code: 3, from: nxdomain.server))
+        let noerror = try ScriptedDNSServer(.records(a: ["10.0.0.5"], aaaa: ["fd00::5"]))
+        #expect(await lookup(one, at: [noerror.server]) == .addresses(["10.0.0.5", "fd00::5"]))
+    }
+
+    @Test("addresses no Service has, IPv4-mapped ones too, come back from the resolver as given and are dropped by Resolution.usable")
+    func addressesNoServiceHas() async throws {
+        let a = ["169.254.169.254", "0.1.2.3"]
+        let aaaa = ["::ffff:0.0.0.0", "::ffff:127.0.0.1", "::ffff:224.0.0.1", "::ffff:255.255.255.255", "::ffff:169.254.169.254", "fe80::1"]
+        let server = try ScriptedDNSServer(.records(a: a, aaaa: aaaa))
+        let result = await lookup(one, at: [server.server])
+        #expect(result == .addresses(ServiceAddress.stableOrder(a + aaaa)), "\(result)")
+        // What apply and watch use: the mapped loopback address, as the IPv4 address it carries.
+        #expect(result.usable == .addresses(["127.0.0.1"]), "\(result.usable)")
+        let only = try ScriptedDNSServer(.records(a: [], aaaa: ["::ffff:0.0.0.0"]))
+        #expect(await lookup(one, at: [only.server]).usable
+            == .notFound("only addresses a Service cannot have: ::ffff:0.0.0.0 (IPv4-mapped 0.0.0.0, unspecified)"))
+    }
+
+    @Test("a truncated answer whose TCP retry is closed without an answer, or never answered: the reason says so")
+    func truncatedThenTCP() async throws {
+        let closes = try ScriptedDNSServer(.truncated, tcp: .closes)
+        let (closed, took) = await timedLookup(one, at: [closes.server], timeout: .seconds(5))
+        #expect(closed == .unreachable("truncated answer over UDP from \(closes.server), and its TCP retry's connection closed without an answer"), "\(closed)")
+        #expect(took < .seconds(1), "took \(took)")
+        let silent = try ScriptedDNSServer(.truncated, tcp: .silent)
+        let waited = await lookup(one, at: [silent.server], timeout: .milliseconds(300))
+        #expect(waited == .unreachable("truncated answer over UDP from \(silent.server), and no answer over TCP within 300ms"), "\(waited)")
     }
 
     @Test("dnsmasq refuses a name outside its domains (it has no upstream)")
@@ -683,7 +802,7 @@ struct DNSResolverTests {
         let waiting = Task { [one] in await timedLookup(one, at: [dns.server]) }
         try await Task.sleep(for: .milliseconds(50))
         let (cut, cutTook) = await timedLookup(big, at: [dns.server])
-        #expect(cut == refused(dns.server), "\(cut)")
+        #expect(cut == truncatedAndRefused(dns.server), "\(cut)")
         #expect(cutTook < .seconds(1), "took \(cutTook)")
         let (answered, took) = await waiting.value
         #expect(answered == .addresses(["10.0.0.5"]), "\(answered)")

@@ -28,9 +28,10 @@ final class ServiceWorld: @unchecked Sendable {
     var exists: Bool { RegistryMirrorSystemTests.exists(dir.sub("certs.d/docker.io/hosts.toml")) }
     func names(_ address: String) -> Bool { file?.contains("[host.\"http://\(address):\(port)\"]") == true }
 
-    func arguments(_ command: String, _ extra: [String] = [], mirror: String? = nil) -> [String] {
-        [command, "--config", dir.sub("config.toml"), "--hosts-dir", dir.sub("certs.d"), "--cluster-dns", "127.0.0.1:\(dns.port)",
-         "--log-format", "text"] + extra + [mirror ?? "docker.io,\(url)"]
+    /// - Parameter server: the DNS server to ask instead of the world's dnsmasq (a scripted one).
+    func arguments(_ command: String, _ extra: [String] = [], mirror: String? = nil, server: Discovery.Server? = nil) -> [String] {
+        [command, "--config", dir.sub("config.toml"), "--hosts-dir", dir.sub("certs.d"),
+         "--cluster-dns", (server ?? dns.server).description, "--log-format", "text"] + extra + [mirror ?? "docker.io,\(url)"]
     }
 
     /// Starts the agent, stderr in the world's directory; killed (SIGKILL) when the process object goes.
@@ -142,6 +143,40 @@ struct ServiceDiscoverySystemTests {
         world.dns.resume()
         world.dns.reload()
         #expect(await eventually(within: .seconds(15)) { !world.exists }, "\(agent.stderrText)")
+    }
+
+    @Test("apply while DNS answers the name with an unusual code (NOTAUTH, YXDOMAIN, 15): the file of the cache that is up stays, exit 69", arguments: [9, 6, 15])
+    func applyKeepsFileOnOddAnswerCode(_ code: Int) async throws {
+        let world = try await ServiceWorld(caches: ["127.0.0.41"], record: "127.0.0.41")
+        let applied = try await runAgent(world.arguments("apply"))
+        #expect(applied.status == 0 && world.names("127.0.0.41"), "\(applied.stderr)")
+        let before = world.file
+        let odd = try ScriptedDNSServer(.rcode(UInt8(code)))
+        let run = try await runAgent(world.arguments("apply", ["--deadline", "3s"], server: odd.server))
+        #expect(run.status == 69, "\(run.stderr)")
+        #expect(run.stderr.contains("DNS unreachable: unexpected answer code \(code) ("), "\(run.stderr)")
+        #expect(world.file == before, "\(world.file ?? "no file")")
+    }
+
+    @Test("apply: an AAAA record ::ffff:0.0.0.0 (this node, whatever listens) is neither probed nor written")
+    func applyRefusesMappedUnspecified() async throws {
+        // A cache on 127.0.0.1: a connection to 0.0.0.0 (or ::ffff:0.0.0.0) on its port reaches it.
+        let world = try await ServiceWorld(caches: ["127.0.0.1"], record: nil)
+        let dns = try ScriptedDNSServer(.records(a: [], aaaa: ["::ffff:0.0.0.0"]))
+        let run = try await runAgent(world.arguments("apply", ["--deadline", "3s"], server: dns.server))
+        #expect(run.status == 69, "\(run.stderr)")
+        #expect(run.stderr.contains("only addresses a Service cannot have: ::ffff:0.0.0.0 (IPv4-mapped 0.0.0.0, unspecified)"), "\(run.stderr)")
+        #expect(!world.exists, "\(world.file ?? "")")
+    }
+
+    @Test("apply: an IPv4-mapped AAAA record of a cache is written as the IPv4 address it carries; a link-local A record beside it is dropped")
+    func applyWritesMappedAsIPv4() async throws {
+        let world = try await ServiceWorld(caches: ["127.0.0.41"], record: nil)
+        let dns = try ScriptedDNSServer(.records(a: ["169.254.169.254"], aaaa: ["::ffff:127.0.0.41"]))
+        let run = try await runAgent(world.arguments("apply", [], server: dns.server))
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(world.names("127.0.0.41"), "\(world.file ?? "no file")")
+        #expect(!(world.file ?? "").contains("ffff") && !(world.file ?? "").contains("169.254"), "\(world.file ?? "")")
     }
 
     @Test("a name outside the domain is written as given (the node's resolver finds it)")
