@@ -102,12 +102,7 @@ struct Check: AsyncParsableCommand {
             let resolved = await Survey.resolveAll(config, resolver: CAresResolver())
             let results = await Survey.probeAll(resolved, prober: CurlProber.shared)
             let survey = try Survey.make(resolved, results: results, store: FileHostsStore(root: config.hostsDir))
-            let containerdText: String?
-            do {
-                containerdText = String(decoding: try ConfigFile.read(config.containerdConfig), as: UTF8.self)
-            } catch .missing(_) {
-                containerdText = nil
-            }
+            let containerdText = try ConfigFile.readContainerdConfig(config.containerdConfig)
             let bypasses = Self.recentBypasses(config)
             let configCheck = ContainerdConfigCheck.evaluate(
                 toml: containerdText, path: config.containerdConfig, hostsDir: config.hostsDir)
