@@ -96,3 +96,23 @@ struct DeepNestingSystemTests {
         #expect(await agent.waitForExit(timeout: .seconds(5)).status == 0)
     }
 }
+
+@Suite("Reading containerd's config file")
+struct ContainerdConfigFileTests {
+    @Test("up to 16 MiB, a NUL kept; larger, or a FIFO, is unreadable at once; a missing file is nil")
+    func bounds() throws {
+        let dir = try TempDir("ccr-containerd-config")
+        let text = "version = 2\n# \u{0}\n" + String(repeating: "# padding\n", count: 200_000)
+        try writeText(dir.sub("config.toml"), text)
+        #expect(try ConfigFile.readContainerdConfig(dir.sub("config.toml")) == text)
+        try Data(count: ContainerdConfigText.maximumFileSize + 1).write(to: URL(fileURLWithPath: dir.sub("huge.toml")))
+        #expect {
+            try ConfigFile.readContainerdConfig(dir.sub("huge.toml"))
+        } throws: { "\($0)".contains("larger than 16 MiB") }
+        try #require(mkfifo(dir.sub("fifo.toml"), 0o600) == 0)
+        #expect {
+            try ConfigFile.readContainerdConfig(dir.sub("fifo.toml"))
+        } throws: { "\($0)".contains("FIFO") }
+        #expect(try ConfigFile.readContainerdConfig(dir.sub("missing.toml")) == nil)
+    }
+}
