@@ -15,8 +15,8 @@ import TOMLKit
 public enum ContainerdConfigText {
     /// The largest containerd config read, in bytes: 16 MiB. containerd's own default config is about
     /// 10 KiB and a large node's some tens; a bigger file is not a config someone wrote (a log,
-    /// a binary). The bound keeps what check holds for it (the bytes, the text, toml++'s copy and its
-    /// document) near 100 MB at worst on every node.
+    /// a binary). The bound keeps what check spends on it (the bytes, the text, toml++'s copy and its
+    /// document) bounded on every node: 16 MiB of tables took 1.3 s and 160 MB (release build).
     public static let maximumFileSize = 16 << 20
 
     /// The parsed table, or the first problem: malformed TOML, a NUL character outside a comment.
