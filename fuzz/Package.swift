@@ -28,6 +28,7 @@ let package = Package(
             dependencies: [
                 "RenderCheck", "CFuzzerDriver",
                 .product(name: "RegistryMirrorCore", package: "configure-containerd-registries"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
         // Plain build, no sanitizer: prints what the loader accepted and what was rendered, as JSON,

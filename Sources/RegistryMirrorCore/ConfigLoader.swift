@@ -67,18 +67,11 @@ public enum ConfigLoader {
                 var reader = Reader(source: path, problems: [])
                 reader.readRoot(table, into: &config)
                 problems += reader.problems
-            } catch let error as TOMLGuard.Problem {
+            } catch {
                 problems.append(
                     ConfigProblem(
                         source: path, field: "", message: "not valid TOML: \(error.message)",
                         fix: "fix the syntax at column \(error.column)", line: error.line))
-            } catch let error as TOMLParseError {
-                problems.append(
-                    ConfigProblem(
-                        source: path, field: "", message: "not valid TOML: \(error.description)",
-                        fix: "fix the syntax at column \(error.source.begin.column)", line: error.source.begin.line))
-            } catch {
-                problems.append(ConfigProblem(source: path, field: "", message: "not valid TOML: \(error)", fix: ""))
             }
         }
         if problems.isEmpty {

@@ -19,13 +19,9 @@ public enum ContainerdConfigCheck: Sendable, Equatable {
         }
         let root: TOMLTable
         do {
-            root = try TOMLGuard.parse(toml)
-        } catch let error as TOMLGuard.Problem {
-            return .problem("\(path):\(error.line): not valid TOML (\(error.message)): containerd will not start with it")
-        } catch let error as TOMLParseError {
-            return .problem("\(path):\(error.source.begin.line): not valid TOML (\(error.description)): containerd will not start with it")
+            root = try ContainerdConfigText.parse(toml)
         } catch {
-            return .problem("\(path): not valid TOML: \(error)")
+            return .problem("\(path):\(error.line): not valid TOML (\(error.message)): containerd will not start with it")
         }
         let version = root["version"]?.int ?? 1
         switch version {

@@ -28,9 +28,21 @@ public enum ConfigFile {
             throw .unreadable(path, error.reason)
         }
         guard bytes.count <= limit else {
-            throw .unreadable(path, "larger than \(limit / 1024) KiB; a config file is a few KiB")
+            let size = limit % (1 << 20) == 0 ? "\(limit >> 20) MiB" : "\(limit / 1024) KiB"
+            throw .unreadable(path, "larger than \(size); a config file is a few KiB")
         }
         return bytes
+    }
+
+    /// containerd's config file as text, nil when it does not exist: read as `read` reads ours, up to
+    /// `ContainerdConfigText.maximumFileSize`. Its bytes are not held to our config's rules
+    /// (`ConfigBytes`): containerd reads a NUL in a comment, and `ContainerdConfigText` does too.
+    public static func readContainerdConfig(_ path: String) throws(ReadError) -> String? {
+        do {
+            return String(decoding: try read(path, limit: ContainerdConfigText.maximumFileSize), as: UTF8.self)
+        } catch .missing(_) {
+            return nil
+        }
     }
 
     public static func exists(_ path: String) -> Bool {

@@ -99,12 +99,7 @@ struct Check: AsyncParsableCommand {
             let config = try common.load(mirrors: mirrors)
             let survey = try await Survey.take(
                 config, resolver: CAresResolver(), prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir))
-            let containerdText: String?
-            do {
-                containerdText = String(decoding: try ConfigFile.read(config.containerdConfig), as: UTF8.self)
-            } catch .missing(_) {
-                containerdText = nil
-            }
+            let containerdText = try ConfigFile.readContainerdConfig(config.containerdConfig)
             // containerd names a host as the file does (a Service name's address): match on that.
             let bypasses = Self.recentBypasses(survey.hostsAsSeen(config))
             let configCheck = ContainerdConfigCheck.evaluate(
