@@ -86,8 +86,8 @@ final class MemoryStore: HostsStore, @unchecked Sendable {
     }
 }
 
-@Suite("Apply")
-struct ApplierTests {
+@Suite("Apply, on the real clock", .tags(.wallClock))
+struct ApplierWallClockTests {
     static let up = ProbeResult(state: .up, reason: "HTTP 200")
     static let refused = ProbeResult(state: .down, reason: "connection refused")
     static let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }

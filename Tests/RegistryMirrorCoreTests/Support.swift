@@ -2,6 +2,13 @@ import RegistryMirrorCore
 import Synchronization
 import Testing
 
+extension Tag {
+    /// The test waits on the wall clock (real deadlines, real-time polling of a run on the real
+    /// clock). Such suites are named `...WallClockTests` and run one at a time with the system tests
+    /// (scripts/test.sh): beside the parallel core tests on 2 cores, their bounds were noise.
+    @Tag static var wallClock: Self
+}
+
 /// Small builders for config snippets, so each table row only states what it is about.
 enum Snippet {
     static let goodURL = "http://10.0.0.1:5000"

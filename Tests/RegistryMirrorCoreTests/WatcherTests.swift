@@ -11,8 +11,8 @@ final class SilentNotifier: ServiceNotifier {
     func watchdog() {}
 }
 
-@Suite("Watcher")
-struct WatcherTests {
+@Suite("Watcher, on the real clock", .tags(.wallClock))
+struct WatcherWallClockTests {
     static let up = ProbeResult(state: .up, reason: "HTTP 200")
     static let down = ProbeResult(state: .down, reason: "connection refused")
 
