@@ -3,10 +3,13 @@
 ///
 ///     time="..." level=info msg="trying next host" error="failed to do request: Head \"http://...\":
 ///         dial tcp 10.96.0.20:5000: i/o timeout" host="10.96.0.20:5000"
-///     time="..." level=info msg="trying next host - response was http.StatusNotFound" host="10.96.0.20:5000"
+///     time="..." level=info msg="trying next host - response was http.StatusNotFound" host="10.96.0.20:5000"   (1.6, 1.7)
+///     time="..." level=info msg="trying next host after status: 404 Not Found" host="10.96.0.20:5000"          (2.x)
+///         method=HEAD url="http://10.96.0.20:5000/v2/library/busybox/manifests/1?ns=docker.io"          (2.3 adds these)
 ///
 /// (logrus text, containerd's default; `format = "json"` gives the same fields as a JSON object).
-/// `host` is the authority of the host's URL in hosts.toml, as written there.
+/// `host` is the authority of the host's URL in hosts.toml, as written there. The request's URL, in
+/// `url` (2.3) or quoted in `error`, carries `ns=<upstream>` percent-encoded (`ns=127.0.0.1%3A5001`).
 public enum ContainerdLog {
     /// One request that went past a host.
     public struct Bypass: Sendable, Equatable {
@@ -14,10 +17,14 @@ public enum ContainerdLog {
         public var authority: String
         /// containerd's error, or what the host answered.
         public var reason: String
+        /// The upstream the request was for (`ns=` of its URL), when the line names the URL.
+        public var namespace: String?
 
-        public init(authority: String, reason: String) {
+        /// `namespace` nil: taken from the URL `reason` quotes, if any.
+        public init(authority: String, reason: String, namespace: String? = nil) {
             self.authority = authority
             self.reason = reason
+            self.namespace = namespace ?? ContainerdLog.namespace(in: reason)
         }
     }
 
@@ -51,7 +58,34 @@ public enum ContainerdLog {
         if reason.isEmpty {
             reason = String(msg.dropFirst(marker.count).drop { $0 == " " || $0 == "-" })
         }
-        return Bypass(authority: host, reason: reason.isEmpty ? "no reason given" : reason)
+        let namespace = (fields["url"]).flatMap(Self.namespace(in:)) ?? Self.namespace(in: reason)
+        return Bypass(authority: host, reason: reason.isEmpty ? "no reason given" : reason, namespace: namespace)
+    }
+
+    /// The `ns=` query parameter in `text` (a URL, or an error quoting one), percent-decoded.
+    static func namespace(in text: String) -> String? {
+        for start in ["?ns=", "&ns="] {
+            guard let range = text.range(of: start) else { continue }
+            let raw = text[range.upperBound...].prefix { !"\"&# \\".contains($0) }
+            return percentDecoded(raw)
+        }
+        return nil
+    }
+
+    private static func percentDecoded(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var utf8 = text.utf8[...]
+        while let b = utf8.first {
+            utf8 = utf8.dropFirst()
+            guard b == UInt8(ascii: "%") else {
+                bytes.append(b)
+                continue
+            }
+            guard utf8.count >= 2, let v = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(v)
+            utf8 = utf8.dropFirst(2)
+        }
+        return String(validating: bytes, as: UTF8.self)
     }
 
     /// The hosts of `config` that `bypass` names: probed hosts whose URL authority is the one
@@ -65,9 +99,8 @@ public enum ContainerdLog {
                     ? HostKey(upstream: registry.upstream, url: host.url) : nil
             }
         }
-        let named = keys.filter { key in
-            ["?", "&"].contains { bypass.reason.contains("\($0)ns=\(key.upstream)\"") }
-        }
+        guard let namespace = bypass.namespace?.lowercased() else { return keys }
+        let named = keys.filter { $0.upstream.lowercased() == namespace }
         return named.isEmpty ? keys : named
     }
 

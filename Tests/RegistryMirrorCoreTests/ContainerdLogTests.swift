@@ -126,3 +126,51 @@ struct ContainerdStartTests {
         #expect(ContainerdLog.event(in: #"time="x" level=info msg="loading plugin" note="containerd successfully booted""#) == nil)
     }
 }
+
+/// Lines as containerd 2.2.7 and 2.3.4 logged them here (built from their released sources, a CRI pull
+/// through a docker-registry cache answering 404, a refusing mirror, a mirror dropping packets); the
+/// time stamps are shortened, the rest is as logged.
+@Suite("containerd 2.x bypass lines")
+struct Containerd2LogTests {
+    static let notFound22 = #"time="2026-12-02T15:32:25.358063094Z" level=info msg="trying next host after status: 404 Not Found" host="127.0.0.10:5000""#
+    static let notFound23 =
+        #"time="2026-12-02T15:32:28.746752189Z" level=info msg="trying next host after status: 404 Not Found" host="127.0.0.10:5000" method=HEAD url="http://127.0.0.10:5000/v2/test/img/manifests/77?ns=127.0.0.1%3A5001""#
+    static let refused23 =
+        #"time="2026-12-02T15:35:19.484513186Z" level=info msg="trying next host" error="failed to do request: Head \"http://127.0.0.77:5000/v2/test/img/manifests/70?ns=127.0.0.1%3A5001\": dial tcp 127.0.0.77:5000: connect: connection refused" host="127.0.0.77:5000" method=HEAD url="http://127.0.0.77:5000/v2/test/img/manifests/70?ns=127.0.0.1%3A5001""#
+    static let timeout22 =
+        #"time="2026-12-02T15:40:02.118Z" level=info msg="trying next host" error="failed to do request: Head \"http://127.0.0.88:5000/v2/test/img/manifests/200?ns=127.0.0.1%3A5001\": dial tcp 127.0.0.88:5000: i/o timeout" host="127.0.0.88:5000""#
+    static let json23 =
+        #"{"host":"127.0.0.10:5000","level":"info","method":"HEAD","msg":"trying next host after status: 404 Not Found","time":"2026-12-02T15:32:28.746752189Z","url":"http://127.0.0.10:5000/v2/test/img/manifests/77?ns=127.0.0.1%3A5001"}"#
+
+    @Test("2.2's and 2.3's 404 lines: the host, and the status as the reason; 2.3's url names the upstream")
+    func notFound() throws {
+        let old = try #require(ContainerdLog.bypass(in: Self.notFound22))
+        #expect(old == .init(authority: "127.0.0.10:5000", reason: "after status: 404 Not Found"))
+        #expect(old.namespace == nil)
+        let new = try #require(ContainerdLog.bypass(in: Self.notFound23))
+        #expect(new.authority == "127.0.0.10:5000" && new.reason == "after status: 404 Not Found")
+        #expect(new.namespace == "127.0.0.1:5001", "ns=127.0.0.1%3A5001 decoded")
+        #expect(try #require(ContainerdLog.bypass(in: Self.json23)) == new)
+    }
+
+    @Test("errors: the error is the reason, and its quoted URL names the upstream (percent-decoded)")
+    func errors() throws {
+        let refused = try #require(ContainerdLog.bypass(in: Self.refused23))
+        #expect(refused.reason.hasSuffix("connect: connection refused") && refused.namespace == "127.0.0.1:5001")
+        let timeout = try #require(ContainerdLog.bypass(in: Self.timeout22))
+        #expect(timeout.reason.hasSuffix("i/o timeout") && timeout.namespace == "127.0.0.1:5001")
+    }
+
+    @Test("one cache for two upstreams, one of them with a port: the line's ns picks the right one")
+    func attributed() throws {
+        var config = AgentConfig()
+        config.registries = [
+            Registry(upstream: "127.0.0.1:5001", hosts: [MirrorHost(url: "http://127.0.0.10:5000")]),
+            Registry(upstream: "docker.io", hosts: [MirrorHost(url: "http://127.0.0.10:5000")]),
+        ]
+        let keys = ContainerdLog.hosts(named: try #require(ContainerdLog.bypass(in: Self.notFound23)), in: config)
+        #expect(keys == [HostKey(upstream: "127.0.0.1:5001", url: "http://127.0.0.10:5000")])
+        // 2.2 names no URL for a 404: both could be meant, both are suspect.
+        #expect(ContainerdLog.hosts(named: try #require(ContainerdLog.bypass(in: Self.notFound22)), in: config).count == 2)
+    }
+}
