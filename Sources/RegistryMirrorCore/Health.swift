@@ -130,6 +130,13 @@ public struct HealthReport: Sendable {
             add(.warning, "\(entry.filePath) belongs to an upstream no longer configured; apply removes it")
         } else {
             let upHosts = entry.hosts.filter(\.isUp)
+            if let shadow = entry.observed.shadowedBy, entry.current != nil || !upHosts.isEmpty {
+                // filePath is <hosts_dir>/<upstream>/hosts.toml, and an upstream holds no '/'.
+                let dir = String(entry.filePath.dropLast("/\(entry.upstream)/\(HostsFile.fileName)".count))
+                add(
+                    .critical,
+                    "containerd reads \(dir)/\(shadow)/ before \(dir)/\(entry.upstream)/, so \(entry.filePath) is not used; move \(dir)/\(shadow) away (or write its mirrors there yourself)")
+            }
             for status in entry.hosts where status.inFile && !status.isUp {
                 add(.critical, "\(entry.filePath) lists \(status.host.url), which is down (\(status.result?.reason ?? "?")): pulls will stall; run apply")
             }

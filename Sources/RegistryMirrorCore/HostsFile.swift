@@ -2,6 +2,15 @@ import TOMLKit
 
 /// The hosts.toml this agent writes for one upstream, and how to tell its files from others'.
 public enum HostsFile {
+    /// The directory containerd tries before `<upstream>/` for an upstream with a port: `host:port`
+    /// becomes `host_port_` (containerd's `hostDirectory`: the last ':' at an index above 0). If it
+    /// exists, containerd reads it and never ours, even when it holds no hosts.toml. Nil for names
+    /// without such a ':'.
+    public static func shadowingDirectory(_ upstream: String) -> String? {
+        guard let colon = upstream.lastIndex(of: ":"), colon > upstream.startIndex else { return nil }
+        return upstream[..<colon] + "_" + upstream[upstream.index(after: colon)...] + "_"
+    }
+
     /// First line of every file this agent owns. A hosts.toml without it is foreign and never changed.
     public static let marker = "# managed by configure-containerd-registries; manual changes are overwritten"
     public static let fileName = "hosts.toml"

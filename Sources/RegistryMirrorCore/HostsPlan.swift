@@ -25,6 +25,9 @@ public struct UpstreamDirState: Sendable, Equatable {
     public var record: OwnershipRecord?
     /// The text of a foreign hosts.toml, when the store read it (for `plan`'s diff); never changed.
     public var foreignContent: String?
+    /// The directory containerd looks in before this one (`host_port_/` for `host:port`), when it
+    /// exists: containerd then reads that one and never ours (`HostsFile.shadowingDirectory`).
+    public var shadowedBy: String?
 
     public init(
         directory: Directory, file: File = .absent, backupExists: Bool = false, backupIsRegularFile: Bool? = nil,

@@ -21,13 +21,24 @@ public final class FileHostsStore: HostsStore, Sendable {
     public func observe(_ upstream: String) throws(StoreError) -> UpstreamDirState {
         guard let rootFD = try openRoot(create: false) else { return .absent }
         let dirPath = "\(root)/\(upstream)"
+        var shadowedBy: String?
+        if let shadow = HostsFile.shadowingDirectory(upstream), try kind(rootFD, shadow, path: "\(root)/\(shadow)") != nil {
+            shadowedBy = shadow
+        }
         switch try kind(rootFD, upstream, path: dirPath) {
-        case nil: return .absent
-        case .some(let mode) where mode & S_IFMT != S_IFDIR: return UpstreamDirState(directory: .notDirectory)
+        case nil:
+            var state = UpstreamDirState.absent
+            state.shadowedBy = shadowedBy
+            return state
+        case .some(let mode) where mode & S_IFMT != S_IFDIR:
+            var state = UpstreamDirState(directory: .notDirectory)
+            state.shadowedBy = shadowedBy
+            return state
         default: break
         }
         let dirFD = try openDirectory(rootFD, upstream, path: dirPath)
         var state = UpstreamDirState(directory: .directory)
+        state.shadowedBy = shadowedBy
         let filePath = "\(dirPath)/\(HostsFile.fileName)"
         if let mode = try kind(dirFD, HostsFile.fileName, path: filePath) {
             if mode & S_IFMT == S_IFREG {

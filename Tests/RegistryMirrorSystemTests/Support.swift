@@ -161,14 +161,19 @@ final class ChildProcess: @unchecked Sendable {
     private let stdinPipe = Pipe()
 
     /// - Parameter stderrPath: where the child's stderr goes (nil: /dev/null).
-    init(_ executable: String, _ arguments: [String], stdout: Pipe? = nil, stderrPath: String? = nil) throws {
+    init(_ executable: String, _ arguments: [String], stdout: Pipe? = nil, stderrPath: String? = nil, stdoutPath: String? = nil) throws {
         self.stderrPath = stderrPath
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = childEnvironment
         // The write end stays with us: when this test process dies, the child sees end of file.
         process.standardInput = stdinPipe
-        process.standardOutput = stdout ?? FileHandle.nullDevice
+        if let stdoutPath {
+            _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
+        } else {
+            process.standardOutput = stdout ?? FileHandle.nullDevice
+        }
         if let stderrPath {
             _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
             process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
@@ -479,14 +484,17 @@ struct AgentRun: Sendable {
     var timedOut: Bool
     var stderr: String
     var elapsed: Duration
+    var stdout: String = ""
 }
 
 /// Runs the built executable to completion (killed after `timeout`), stderr captured.
 func runAgent(_ arguments: [String], timeout: Duration = .seconds(20)) async throws -> AgentRun {
     let logs = try TempDir("ccr-agent-log")
     let started = ContinuousClock.now
-    let child = try ChildProcess(agentExecutable, arguments, stderrPath: logs.sub("stderr"))
+    let child = try ChildProcess(agentExecutable, arguments, stderrPath: logs.sub("stderr"), stdoutPath: logs.sub("stdout"))
     let (status, timedOut) = await child.waitForExit(timeout: timeout)
-    return AgentRun(status: status, timedOut: timedOut, stderr: child.stderrText, elapsed: ContinuousClock.now - started)
+    return AgentRun(
+        status: status, timedOut: timedOut, stderr: child.stderrText, elapsed: ContinuousClock.now - started,
+        stdout: readText(logs.sub("stdout")) ?? "")
 }
 
