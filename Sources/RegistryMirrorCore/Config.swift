@@ -132,8 +132,10 @@ public struct AgentConfig: Sendable, Hashable {
     /// The systemd unit whose journal entries are containerd's log (watch and check read it for
     /// requests that went past a mirror); empty: not read.
     public var containerdUnit: String = AgentConfig.defaultContainerdUnit
-    /// containerd's socket, asked for its version when `containerdVersion` is nil ("auto").
-    public var containerdAddress: String = AgentConfig.defaultContainerdAddress
+    /// containerd's socket, asked for its version when `containerdVersion` is nil ("auto"). Nil when
+    /// `containerd_address` is not set: the socket containerd's own config names
+    /// (`ContainerdSettings.sockets`), else `defaultContainerdAddress`.
+    public var containerdAddress: String?
     /// `containerd_version`: nil for "auto", else the version whose rules files follow.
     public var containerdVersion: ContainerdVersion?
     /// The containerd the files are written for, resolved by the run (not read from the file).

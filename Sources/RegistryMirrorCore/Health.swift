@@ -82,14 +82,11 @@ public struct HealthReport: Sendable {
         _ survey: Survey, containerd: ContainerdConfigCheck, hostsDir: String,
         bypasses: [HostKey: ContainerdLog.Tally] = [:], bypassWindow: String = "15 minutes", versionFindings: [Finding] = []
     ) -> HealthReport {
-        let containerdFinding: Finding =
-            switch containerd {
-            case .reads(let configPath): Finding(state: .ok, message: "containerd reads \(hostsDir) (config_path = \"\(configPath)\")")
-            case .problem(let message): Finding(state: .critical, message: message)
-            }
+        let containerdFinding = Finding(state: containerd.state, message: containerd.message)
         let registries = survey.entries.map { judge($0, bypasses: bypasses, window: bypassWindow) }
         var all = registries.flatMap { r in r.findings.map { Finding(state: $0.state, message: "\(r.upstream): \($0.message)") } }
         all.append(containerdFinding)
+        all += containerd.warnings.map { Finding(state: .warning, message: $0) }
         all += versionFindings
         let state = all.map(\.state).max() ?? .ok
         let summary: String
@@ -131,11 +128,11 @@ public struct HealthReport: Sendable {
         } else {
             let upHosts = entry.hosts.filter(\.isUp)
             if let shadow = entry.observed.shadowedBy, entry.current != nil || !upHosts.isEmpty {
-                // filePath is <hosts_dir>/<upstream>/hosts.toml, and an upstream holds no '/'.
-                let dir = String(entry.filePath.dropLast("/\(entry.upstream)/\(HostsFile.fileName)".count))
+                // filePath is <hosts_dir>/<upstream>/hosts.toml.
+                let dir = String(entry.filePath.dropLast("/\(HostsFile.fileName)".count))
                 add(
                     .critical,
-                    "containerd reads \(dir)/\(shadow)/ before \(dir)/\(entry.upstream)/, so \(entry.filePath) is not used; move \(dir)/\(shadow) away (or write its mirrors there yourself)")
+                    "containerd reads \(shadow)/ before \(dir)/, so \(entry.filePath) is not used; move \(shadow) away (or write its mirrors there yourself)")
             }
             for status in entry.hosts where status.inFile && !status.isUp {
                 add(.critical, "\(entry.filePath) lists \(status.host.url), which is down (\(status.result?.reason ?? "?")): pulls will stall; run apply")

@@ -25,8 +25,9 @@ public struct UpstreamDirState: Sendable, Equatable {
     public var record: OwnershipRecord?
     /// The text of a foreign hosts.toml, when the store read it (for `plan`'s diff); never changed.
     public var foreignContent: String?
-    /// The directory containerd looks in before this one (`host_port_/` for `host:port`), when it
-    /// exists: containerd then reads that one and never ours (`HostsFile.shadowingDirectory`).
+    /// A directory containerd looks in before this one, when it exists (`<hosts_dir>/host_port_` for
+    /// `host:port`, `HostsFile.shadowingDirectory`; or the upstream's directory in a `config_path`
+    /// root listed before hosts_dir): containerd then reads that one and never ours. A full path.
     public var shadowedBy: String?
 
     public init(

@@ -36,6 +36,23 @@ public struct Survey: Sendable {
 
     public var entries: [Entry]
 
+    /// Marks each configured upstream whose directory (or its `host_port_` form) exists in a
+    /// `config_path` root that containerd tries before hosts_dir (`ContainerdConfigCheck.rootsBefore`).
+    public mutating func markShadows(roots: [String], directories: any DirectoryLookup) {
+        guard !roots.isEmpty else { return }
+        for i in entries.indices where entries[i].registry != nil && entries[i].observed.shadowedBy == nil {
+            let upstream = entries[i].upstream
+            let names = [HostsFile.shadowingDirectory(upstream), upstream].compactMap { $0 }
+            for root in roots {
+                let base = root.hasPrefix("/") ? root : "/" + root
+                if let name = names.first(where: { directories.exists("\(base)/\($0)") }) {
+                    entries[i].observed.shadowedBy = "\(GoPath.clean(base))/\(name)"
+                    break
+                }
+            }
+        }
+    }
+
     /// `config` with each registry's hosts as the survey saw them: Service names as their addresses,
     /// and the hosts only a file on disk still lists. What containerd's log names (an address, as the
     /// file has it) is matched against this, not against the config as read.

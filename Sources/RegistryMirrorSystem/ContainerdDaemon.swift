@@ -16,7 +16,7 @@ public enum ContainerdDaemon {
 
     /// The containerd the files are for: `containerd_version` when the config sets one, else the
     /// daemon's answer, else the binary's, else unknown (files as for the newest known version).
-    /// Each question takes at most `within` (apply passes what is left of its deadline).
+    /// All questions together take at most `within` (apply passes what is left of its deadline).
     public static func target(for config: AgentConfig, within: Duration = questionTimeout) -> ContainerdTarget {
         if let fixed = config.containerdVersion {
             return ContainerdTarget(version: fixed, source: "containerd_version in the config")
@@ -24,21 +24,34 @@ public enum ContainerdDaemon {
         guard within >= .milliseconds(1) else {
             return ContainerdTarget(version: nil, source: "not asked: apply's deadline left no time for the question")
         }
-        let start = ContinuousClock.now
-        let asked = version(address: config.containerdAddress, timeout: within)
-        if case .success(let v) = asked {
-            return ContainerdTarget(version: v, source: "the daemon at \(config.containerdAddress)")
+        let end = ContinuousClock.now + within
+        var reasons: [String] = []
+        for address in addresses(for: config) {
+            let left = ContinuousClock.now.duration(to: end)
+            guard left >= .milliseconds(1) else { break }
+            switch version(address: address, timeout: left) {
+            case .success(let v):
+                return ContainerdTarget(version: v, source: "the daemon at \(address)", address: address)
+            case .failure(let failure):
+                reasons.append(failure.reason)
+            }
         }
-        let left = within - start.duration(to: .now)
+        let left = ContinuousClock.now.duration(to: end)
         if left >= .milliseconds(1), case .success(let v) = binaryVersion(timeout: left) {
             return ContainerdTarget(version: v, source: "containerd --version; the daemon did not answer")
         }
-        let why: String
-        switch asked {
-        case .failure(let failure): why = failure.reason
-        case .success: why = ""
-        }
-        return ContainerdTarget(version: nil, source: "the daemon at \(config.containerdAddress): \(why); no containerd binary on PATH")
+        return ContainerdTarget(version: nil, source: "\(reasons.joined(separator: "; ")); no containerd binary answered either")
+    }
+
+    /// The sockets to ask, in order: `containerd_address` when set, else those containerd's own
+    /// config names (`ContainerdSettings.sockets`: version 4 serves on its grpc plugin's address, not
+    /// on `[grpc]`), else the default.
+    public static func addresses(for config: AgentConfig) -> [String] {
+        if let address = config.containerdAddress { return [address] }
+        guard let text = try? ConfigFile.readContainerdConfig(config.containerdConfig),
+            let root = try? ContainerdConfigText.parse(text)
+        else { return [AgentConfig.defaultContainerdAddress] }
+        return ContainerdSettings(root).sockets
     }
 
     /// gRPC `containerd.services.version.v1.Version/Version` on the unix socket `address`.

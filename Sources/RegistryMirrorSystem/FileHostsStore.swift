@@ -23,7 +23,7 @@ public final class FileHostsStore: HostsStore, Sendable {
         let dirPath = "\(root)/\(upstream)"
         var shadowedBy: String?
         if let shadow = HostsFile.shadowingDirectory(upstream), try kind(rootFD, shadow, path: "\(root)/\(shadow)") != nil {
-            shadowedBy = shadow
+            shadowedBy = "\(root)/\(shadow)"
         }
         switch try kind(rootFD, upstream, path: dirPath) {
         case nil:

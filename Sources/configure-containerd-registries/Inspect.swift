@@ -97,18 +97,19 @@ struct Check: AsyncParsableCommand {
         let report: HealthReport
         do {
             let config = try common.load(mirrors: mirrors)
-            let survey = try await Survey.take(
+            var survey = try await Survey.take(
                 config, resolver: CAresResolver(), prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir))
             let containerdText = try ConfigFile.readContainerdConfig(config.containerdConfig)
             // containerd names a host as the file does (a Service name's address): match on that.
             let bypasses = Self.recentBypasses(survey.hostsAsSeen(config))
+            let directories = FileSystemDirectories()
             let configCheck = ContainerdConfigCheck.evaluate(
-                toml: containerdText, path: config.containerdConfig, hostsDir: config.hostsDir)
-            var configPath: String?
-            if case .reads(let path) = configCheck { configPath = path }
+                toml: containerdText, path: config.containerdConfig, hostsDir: config.hostsDir, release: config.target.rules,
+                directories: directories)
+            survey.markShadows(roots: configCheck.rootsBefore, directories: directories)
+            let address = config.target.address ?? ContainerdDaemon.addresses(for: config).first ?? AgentConfig.defaultContainerdAddress
             let versionFindings = ContainerdVersionCheck.findings(
-                target: config.target, configPath: configPath, containerdConfig: config.containerdConfig,
-                hostsDir: config.hostsDir, started: ContainerdDaemon.startTime(address: config.containerdAddress),
+                target: config.target, containerdConfig: config.containerdConfig, started: ContainerdDaemon.startTime(address: address),
                 configChanged: ContainerdDaemon.modified(config.containerdConfig),
                 sample: config.registries.lazy.flatMap(\.hosts).first)
             report = HealthReport.evaluate(

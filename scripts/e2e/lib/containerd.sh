@@ -16,13 +16,15 @@ containerd_config() {
 
 ctrx() { nsx timeout --foreground 30 "$CTR_BIN" --address "$SOCK" "$@"; }
 
-# start_containerd: the daemon, up and answering; fails when its CRI plugin is not running
+# start_containerd [CONFIG]: the daemon, up and answering, with the suite's config (or CONFIG, a
+# file); fails when its CRI plugin is not running
 start_containerd() {
-    local d=$T/containerd i
+    local d=$T/containerd i config=${1:-}
     SOCK=$d/containerd.sock
     mkdir -p "$d/root" "$d/state" "$T/cni/bin" "$T/cni/conf"
     containerd_config >"$d/config.toml" || { echo "no containerd config for $CONTAINERD_VERSION" >&2; return 1; }
-    ip netns exec "$NS" setsid "$CONTAINERD_BIN" --config "$d/config.toml" >"$T/logs/containerd.log" 2>&1 &
+    [[ -n "$config" ]] || config=$d/config.toml
+    ip netns exec "$NS" setsid "$CONTAINERD_BIN" --config "$config" >>"$T/logs/containerd.log" 2>&1 &
     remember containerd $!
     for ((i = 0; i < 100; i++)); do
         ctrx version >/dev/null 2>&1 && break
@@ -37,6 +39,12 @@ start_containerd() {
         echo "containerd's CRI plugin is not running: every CRI pull would fail" >&2
         return 1
     fi
+}
+
+# restart_containerd [CONFIG]: the daemon stopped and started again (with CONFIG, or the suite's)
+restart_containerd() {
+    stop_named containerd
+    start_containerd "$@"
 }
 
 # pull ctr|cri REF [TIMEOUT]: one pull of REF. ctr fetches in the client (1.x; 2.x's ctr hands the
