@@ -55,4 +55,28 @@ struct ContainerdViewTests {
             "stdout: \(run.stdout)")
         withExtendedLifetime(temp) {}
     }
+
+    @Test(
+        "config_path as containerd opens it: a symlink to the hosts dir, dir/., //dir are it (OK); ' dir' is another directory (CRITICAL)",
+        arguments: [("symlink", true), ("dot", true), ("slashes", true), ("space", false)])
+    func configPathSpellings(_ spelling: String, _ reads: Bool) async throws {
+        let mirror = try await TestServer(.status(200))
+        let (temp, hostsDir, config) = try Self.world("ccr-spelling", upstream: "docker.io", mirror: mirror.url)
+        let written: String
+        switch spelling {
+        case "symlink":
+            try symlink(hostsDir, at: temp.sub("link"))
+            written = temp.sub("link")
+        case "dot": written = hostsDir + "/."
+        case "slashes": written = hostsDir.replacingOccurrences(of: "/", with: "//")
+        default: written = " " + hostsDir
+        }
+        try writeText(
+            temp.sub("containerd.toml"), "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"\(written)\"\n")
+        let applied = try await runAgent(["apply", "--config", config, "--hosts-dir", hostsDir])
+        try #require(applied.status == 0, "stderr: \(applied.stderr)")
+        let run = try await runAgent(["check", "--config", config, "--hosts-dir", hostsDir])
+        #expect(run.status == (reads ? 0 : 2), "config_path = \"\(written)\": check exited \(run.status): \(run.stdout)")
+        withExtendedLifetime(temp) {}
+    }
 }
