@@ -1,33 +1,8 @@
 import CLinux
 import CSignalGate
-import CSystemd
 import Glibc
-import Logging
 import RegistryMirrorCore
 import Synchronization
-
-/// sd_notify messages to systemd. Every call is a no-op when `NOTIFY_SOCKET` is unset.
-public struct SystemdNotifier: ServiceNotifier {
-    public let isListening: Bool
-
-    public init() { isListening = getenv("NOTIFY_SOCKET") != nil }
-
-    public func status(_ text: String) { send("STATUS=\(text.replacingNewlines())") }
-    public func ready() { send("READY=1") }
-    public func stopping() { send("STOPPING=1") }
-    public func watchdog() { send("WATCHDOG=1") }
-
-    public func send(_ state: String) {
-        _ = sd_notify(0, state)
-    }
-}
-
-extension String {
-    fileprivate func replacingNewlines() -> String {
-        String(map { $0 == "\n" ? " " : $0 })
-    }
-}
-
 /// SIGTERM, SIGINT and SIGHUP as the program sees them. The C gate (`CSignalGate`) catches them from
 /// the moment the executable is loaded and only writes their numbers to a pipe; a thread here reads
 /// the pipe and hands each signal to whoever subscribed. A signal that arrives before anyone has
@@ -139,39 +114,4 @@ private final class SignalHub: Sendable {
         }
         precondition(rc == 0, "cannot start the signal thread: \(String(cString: strerror(rc)))")
     }
-}
-
-extension SystemdNotifier {
-    /// Half of `WATCHDOG_USEC` when the service manager wants keep-alives, else nil.
-    public static func watchdogInterval(environment: [String: String]) -> Duration? {
-        guard let text = environment["WATCHDOG_USEC"], let usec = Int64(text), usec > 0 else { return nil }
-        if let pid = environment["WATCHDOG_PID"], let n = Int32(pid), n != getpid() { return nil }
-        return .microseconds(usec / 2)
-    }
-}
-
-/// Watch mode's metrics, replaced atomically (without fsync: they are rewritten every few seconds).
-public struct MetricsFile: MetricsSink {
-    public let path: String
-    let logger: Logger
-
-    public init(path: String, logger: Logger) {
-        self.path = path
-        self.logger = logger
-    }
-
-    public func write(_ text: String) {
-        do {
-            try AtomicFile.replace(path: path, content: text, sync: false)
-        } catch {
-            logger.warning("metrics: \(error)")
-        }
-    }
-}
-
-/// Seconds since the epoch.
-public func wallClockSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

@@ -209,56 +209,12 @@ public enum ContainerdDaemon {
     }
 }
 
-/// The VersionResponse in a gRPC reply body: a 5-byte frame header, then protobuf with `version` as
-/// field 1 (a string) and `revision` as field 2.
-enum GRPCVersionReply {
-    static func version(in body: [UInt8]) -> String? {
-        guard body.count >= 5, body[0] == 0 else { return nil }
-        let length = Int(body[1]) << 24 | Int(body[2]) << 16 | Int(body[3]) << 8 | Int(body[4])
-        guard length <= body.count - 5 else { return nil }
-        var i = 5
-        let end = 5 + length
-        func varint() -> Int? {
-            var value = 0
-            var shift = 0
-            while i < end && shift < 63 {
-                let b = body[i]
-                i += 1
-                value |= Int(b & 0x7F) << shift
-                if b & 0x80 == 0 { return value }
-                shift += 7
-            }
-            return nil
-        }
-        while i < end {
-            guard let key = varint() else { return nil }
-            let field = key >> 3
-            switch key & 7 {
-            case 0: guard varint() != nil else { return nil }
-            case 2:
-                guard let n = varint(), n >= 0, n <= end - i else { return nil }
-                if field == 1 { return String(decoding: body[i..<(i + n)], as: UTF8.self) }
-                i += n
-            case 1: i += 8
-            case 5: i += 4
-            default: return nil
-            }
-        }
-        return nil
-    }
-}
-
 /// A process's start time: field 22 of /proc/PID/stat (clock ticks since boot) on the boot time
 /// derived from CLOCK_REALTIME minus CLOCK_BOOTTIME (exact, where /proc/stat's `btime` is whole seconds).
 enum ProcessStart {
     static func seconds(pid: pid_t) -> Double? {
         guard let stat = try? RegularFile.read("/proc/\(pid)/stat", limit: 4096) else { return nil }
-        let text = String(decoding: stat, as: UTF8.self)
-        // The command name may hold spaces and parentheses: fields start after the last ')'.
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        // After ')': field 3 (state) is index 0, so field 22 is index 19.
-        guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
+        guard let ticks = ProcessStat.startTicks(String(decoding: stat, as: UTF8.self)) else { return nil }
         var real = timespec()
         var boot = timespec()
         clock_gettime(CLOCK_REALTIME, &real)
