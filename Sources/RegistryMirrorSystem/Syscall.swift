@@ -2,23 +2,15 @@ import CLinux
 import Glibc
 import RegistryMirrorCore
 
-/// A failed system call: which one, on what, and errno.
-struct SystemCallError: Error, CustomStringConvertible {
-    let call: String
-    let errno: Int32
-    var description: String { "\(call): \(String(cString: strerror(errno)))" }
-    var reason: String { String(cString: strerror(errno)) }
-}
-
 /// Runs a system call returning -1 on failure, retrying on EINTR; errno becomes a typed error here only.
 @discardableResult
-func retryingEINTR<T: BinaryInteger>(_ call: String, _ body: () -> T) throws(SystemCallError) -> T {
+func retryingEINTR<T: BinaryInteger>(_ call: String, path: String = "", _ body: () -> T) throws(SystemError) -> T {
     while true {
         let rc = body()
         if rc >= 0 { return rc }
         let code = errno
         if code == EINTR { continue }
-        throw SystemCallError(call: call, errno: code)
+        throw SystemError(operation: call, path: path, errno: code)
     }
 }
 
@@ -29,10 +21,21 @@ final class FileDescriptor {
     deinit { close(raw) }
 }
 
-extension StoreError {
-    /// A failed call on `path`: errno kept, its text from strerror.
-    init(operation: String, path: String, errno: Int32) {
-        self.init(operation: operation, path: path, errno: errno, reason: String(cString: strerror(errno)))
+extension SystemError {
+    /// The same failure, said of `operation` on `path` (a call's error, named for what it was part of).
+    func named(_ operation: String, _ path: String) -> SystemError {
+        var named = self
+        named.operation = operation
+        named.path = path
+        return named
+    }
+
+    /// What was to be read does not exist.
+    public var isMissing: Bool { errno == ENOENT }
+
+    /// A failed call on `path`: errno kept, its text from strerror (made here, nowhere else).
+    init(operation: String, path: String = "", errno: Int32) {
+        self.init(operation: operation, path: path, errno: errno, reason: errno == ENOENT ? "no such file" : String(cString: strerror(errno)))
     }
 }
 

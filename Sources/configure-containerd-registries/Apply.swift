@@ -61,10 +61,11 @@ struct Apply: AsyncParsableCommand {
         // version come out of it, and the question gets at most what is left.
         let clock = AgentClock.continuous
         let started = clock.now - Main.started.duration(to: .now)
-        var config = try common.loadConfig(mirrors: mirrors, logger: logger, deadline: deadline, since: Main.started)
+        var config = try common.loadConfig(mirrors: mirrors, logger: logger)
         if let deadline { config.probe.deadline = deadline }
+        let target = common.target(for: config, logger: logger, since: Main.started)
         let applier = Applier(
-            config: config, prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir), logger: logger,
+            config: config, target: target, prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir), logger: logger,
             status: SystemdNotifier(), clock: clock, resolver: CAresResolver(), stopFlag: stopFlag, started: started)
         let report = await applier.run(stop: stop)
         try Exit.with(report.exitStatus)

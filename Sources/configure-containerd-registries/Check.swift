@@ -48,49 +48,18 @@ struct Check: AsyncParsableCommand {
         Signals.exitOnTermination()  // nothing to finish: a signal ends it as it would any tool
         _ = common.makeLogger()
         let report: HealthReport
-        do {
+        do throws(ConfigResolution.Failure) {
             let config = try common.load(mirrors: mirrors)
-            var survey = try await Survey.take(
-                config, resolver: CAresResolver(), prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir))
-            let containerdText = try ConfigFile.readContainerdConfig(config.containerdConfig)
-            // containerd names a host as the file does (a Service name's address): match on that.
-            let bypasses = Self.recentBypasses(survey.hostsAsSeen(config))
-            let directories = FileSystemDirectories()
-            let configCheck = ContainerdConfigCheck.evaluate(
-                toml: containerdText, path: config.containerdConfig, hostsDir: config.hostsDir, release: config.target.rules,
-                directories: directories)
-            survey.markShadows(roots: configCheck.rootsBefore, directories: directories)
-            let address = config.target.address ?? ContainerdDaemon.addresses(for: config).first ?? AgentConfig.defaultContainerdAddress
-            let versionFindings = ContainerdVersionCheck.findings(
-                target: config.target, containerdConfig: config.containerdConfig, started: ContainerdDaemon.startTime(address: address),
-                configChanged: ContainerdDaemon.modified(config.containerdConfig),
-                sample: config.registries.lazy.flatMap(\.hosts).first)
-            report = HealthReport.evaluate(
-                survey, containerd: configCheck, hostsDir: config.hostsDir, bypasses: bypasses, bypassWindow: "15 minutes",
-                versionFindings: versionFindings)
-        } catch let failure as ConfigResolution.Failure {
-            report = .unknown(failure.lines.joined(separator: "; "))
+            report = await Inspection.check(
+                config, target: common.target(for: config), resolver: CAresResolver(), prober: CurlProber.shared,
+                store: FileHostsStore(root: config.hostsDir), containerd: NodeContainerdView())
         } catch {
-            report = .unknown("\(error)")
+            report = .unknown(error.lines.joined(separator: "; "))
         }
         switch output {
         case .text: print(CheckText.render(report), terminator: "")
         case .json: print(CheckText.json(report), terminator: "")
         }
         try Exit.with(report.state)
-    }
-
-    /// containerd's own log over the last 15 minutes, when there is a journal to read: the requests
-    /// that went past each mirror. Empty without one (the check does not depend on journald).
-    static func recentBypasses(_ config: AgentConfig) -> [HostKey: ContainerdLog.Tally] {
-        guard !config.containerdUnit.isEmpty else { return [:] }
-        switch ContainerdJournal.recent(unit: config.containerdUnit, window: 15 * 60) {
-        case .success(let events):
-            return ContainerdLog.tally(
-                events.compactMap {
-                    if case .bypass(let b) = $0 { b } else { nil }
-                }, in: config)
-        case .failure: return [:]
-        }
     }
 }

@@ -49,45 +49,36 @@ struct CommonOptions: ParsableArguments {
         return Logger(label: "configure-containerd-registries")
     }
 
-    /// Reads and validates the config and positional mirrors (`ConfigResolution` has the rules), and
-    /// learns which containerd the files are for (`containerd_version`, else asked of the daemon or
-    /// the binary: docs/design.md §5.1).
-    /// `deadline` (apply's, else the config's `probe.deadline`), counted from `since`: the question to
-    /// containerd gets at most what is left of it.
-    /// `askContainerd` false: the target is left unknown (watch's reload learns it off its loop).
-    func load(
-        mirrors: [String], requireRegistries: Bool = true, deadline: GoDuration? = nil, since: ContinuousClock.Instant? = nil,
-        askContainerd: Bool = true
-    ) throws(ConfigResolution.Failure) -> AgentConfig {
-        var loaded = try ConfigResolution.resolve(
-            configPath: config, hostsDir: hostsDir, mirrors: mirrors, requireRegistries: requireRegistries,
-            clusterDNS: clusterDNS)
-        if requireRegistries && askContainerd {
-            var budget = ContainerdDaemon.questionTimeout
-            let deadline = deadline ?? loaded.probe.deadline
-            if let since, !deadline.isZero {
-                budget = min(budget, deadline.duration - since.duration(to: .now))
-            }
-            loaded.target = ContainerdDaemon.target(for: loaded, within: budget)
+    /// Reads and validates the config and positional mirrors (`ConfigResolution` has the rules).
+    func load(mirrors: [String], requireRegistries: Bool = true) throws(ConfigResolution.Failure) -> AgentConfig {
+        try ConfigResolution.resolve(
+            configPath: config, hostsDir: hostsDir, mirrors: mirrors, requireRegistries: requireRegistries, clusterDNS: clusterDNS)
+    }
+
+    /// Which containerd the files are for (`containerd_version`, else asked of the daemon or the
+    /// binary: docs/design.md §5.1), logged when `logger` is given. `deadline` (apply's, else the
+    /// config's `probe.deadline`), counted from `since`: the question gets at most what is left of it.
+    func target(
+        for config: AgentConfig, logger: Logger? = nil, deadline: GoDuration? = nil, since: ContinuousClock.Instant? = nil
+    ) -> ContainerdTarget {
+        var budget = ContainerdDaemon.questionTimeout
+        let deadline = deadline ?? config.probe.deadline
+        if let since, !deadline.isZero {
+            budget = min(budget, deadline.duration - since.duration(to: .now))
         }
-        return loaded
+        let target = ContainerdDaemon.target(for: config, within: budget)
+        if target.version == nil {
+            logger?.warning("\(target.description)")
+        } else {
+            logger?.info("files for \(target.description)")
+        }
+        return target
     }
 
     /// `load` with apply's exit codes: 64 for usage errors, 78 for an invalid file, logged.
-    func loadConfig(
-        mirrors: [String], logger: Logger, requireRegistries: Bool = true, deadline: GoDuration? = nil,
-        since: ContinuousClock.Instant? = nil
-    ) throws -> AgentConfig {
+    func loadConfig(mirrors: [String], logger: Logger, requireRegistries: Bool = true) throws -> AgentConfig {
         do {
-            let config = try load(mirrors: mirrors, requireRegistries: requireRegistries, deadline: deadline, since: since)
-            if requireRegistries {
-                if config.target.version == nil {
-                    logger.warning("\(config.target.description)")
-                } else {
-                    logger.info("files for \(config.target.description)")
-                }
-            }
-            return config
+            return try load(mirrors: mirrors, requireRegistries: requireRegistries)
         } catch .usage(let message) {
             throw ValidationError(message)
         } catch {

@@ -35,16 +35,17 @@ struct Plan: AsyncParsableCommand {
         Signals.exitOnTermination()  // nothing to finish: a signal ends it as it would any tool
         let logger = common.makeLogger()
         let config = try common.loadConfig(mirrors: mirrors, logger: logger)
-        let store = FileHostsStore(root: config.hostsDir)
+        let target = common.target(for: config, logger: logger)
         let survey: Survey
         do {
-            survey = try await Survey.take(config, resolver: CAresResolver(), prober: CurlProber.shared, store: store)
+            survey = try await Inspection.plan(
+                config, target: target, resolver: CAresResolver(), prober: CurlProber.shared, store: FileHostsStore(root: config.hostsDir))
         } catch {
             logger.error("\(error)")
             throw Exit.status(.cannotWrite)
         }
         let (text, pending) = PlanText.render(
-            survey, color: isatty(STDOUT_FILENO) == 1 && Environment.all["NO_COLOR"] == nil, target: config.target)
+            survey, color: isatty(STDOUT_FILENO) == 1 && Environment.all["NO_COLOR"] == nil, target: target)
         print(text, terminator: "")
         // --exit-code: 1 means "changes pending", as with diff.
         try Exit.with(exitCode && pending > 0 ? .failure : .ok)

@@ -60,12 +60,12 @@ struct Watch: AsyncParsableCommand {
             notifier: SystemdNotifier(), metrics: metricsFile.map { MetricsFile(path: $0, logger: logger) }, logger: logger,
             watchdogInterval: SystemdNotifier.watchdogInterval(environment: Environment.all),
             wallClock: wallClockSeconds,
-            resolveTarget: { config in ContainerdDaemon.target(for: config) },
+            target: common.target(for: config, logger: logger), resolveTarget: { config in ContainerdDaemon.target(for: config) },
             reloadConfig: {
                 do throws(ConfigResolution.Failure) {
                     // Not asking containerd here: this runs on watch's event loop, and the question can take
                     // seconds; watch asks it off the loop after taking the config up.
-                    var reloaded = try common.load(mirrors: mirrors, askContainerd: false)
+                    var reloaded = try common.load(mirrors: mirrors)
                     // The hosts directory cannot move under a running watcher: keep the one it started with.
                     reloaded.hostsDir = config.hostsDir
                     return .success(reloaded)

@@ -6,7 +6,7 @@ import Testing
 
 /// A prober whose answers the test scripts per URL: a list of (delay, result) consumed in order, the
 /// last repeated. A URL the test did not script fails the test.
-final class ScriptedProber: MirrorProber, @unchecked Sendable {
+final class ScriptedProber: MirrorProber, Sendable {
     private let script: [String: [(Duration, ProbeResult)]]
     private let calls = Mutex<[String: Int]>([:])
 
@@ -30,7 +30,7 @@ final class ScriptedProber: MirrorProber, @unchecked Sendable {
 }
 
 /// The hosts directory in memory, carrying out FileActions the way the real store does.
-final class MemoryStore: HostsStore, @unchecked Sendable {
+final class MemoryStore: HostsStore, Sendable {
     struct Dir { var file: UpstreamDirState.File = .absent; var backup = false; var record: OwnershipRecord? }
     let dirs = Mutex<[String: Dir]>([:])
     /// Upstreams whose writes fail, as an unwritable directory would.
@@ -41,14 +41,14 @@ final class MemoryStore: HostsStore, @unchecked Sendable {
     var root: String { "/mem" }
     func filePath(_ upstream: String) -> String { "/mem/\(upstream)/hosts.toml" }
 
-    func observe(_ upstream: String) throws(StoreError) -> UpstreamDirState {
+    func observe(_ upstream: String) throws(SystemError) -> UpstreamDirState {
         guard let d = dirs.withLock({ $0[upstream] }) else { return .absent }
         return UpstreamDirState(directory: .directory, file: d.file, backupExists: d.backup, record: d.record)
     }
 
-    func perform(_ actions: [FileAction], upstream: String) throws(StoreError) {
+    func perform(_ actions: [FileAction], upstream: String) throws(SystemError) {
         if failing.contains(upstream) {
-            throw StoreError(operation: "write", path: filePath(upstream), reason: "Read-only file system")
+            throw SystemError(operation: "write", path: filePath(upstream), reason: "Read-only file system")
         }
         dirs.withLock { dirs in
             var d = dirs[upstream] ?? Dir()
@@ -69,7 +69,7 @@ final class MemoryStore: HostsStore, @unchecked Sendable {
         }
     }
 
-    func upstreamsWithOurFiles() throws(StoreError) -> [String] {
+    func upstreamsWithOurFiles() throws(SystemError) -> [String] {
         dirs.withLock { dirs in
             dirs.filter { _, d in
                 UpstreamDirState(directory: .directory, file: d.file, backupExists: d.backup, record: d.record).isOurs

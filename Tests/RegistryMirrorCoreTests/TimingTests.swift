@@ -367,7 +367,7 @@ struct OneModelTests {
 
 @Suite("watch with nothing to probe")
 struct WatchNothingToProbeTests {
-    final class ReadyNotifier: ServiceNotifier, @unchecked Sendable {
+    final class ReadyNotifier: ServiceNotifier, Sendable {
         let ready_ = Mutex(false)
         func status(_ text: String) {}
         func ready() { ready_.withLock { $0 = true } }

@@ -1,3 +1,4 @@
+import Glibc
 import RegistryMirrorCore
 import RegistryMirrorSystem
 import Testing
@@ -8,9 +9,9 @@ import Testing
 struct ConfigResolutionTests {
     static let registry = "[[registry]]\nupstream = \"docker.io\"\n[[registry.host]]\nurl = \"http://10.0.0.1:5000\"\n"
 
-    func files(_ files: [String: String]) -> (String) throws(ConfigFile.ReadError) -> [UInt8] {
-        { path throws(ConfigFile.ReadError) in
-            guard let text = files[path] else { throw .missing(path) }
+    func files(_ files: [String: String]) -> (String) throws(SystemError) -> [UInt8] {
+        { path throws(SystemError) in
+            guard let text = files[path] else { throw SystemError(operation: "read", path: path, errno: ENOENT, reason: "no such file") }
             return Array(text.utf8)
         }
     }

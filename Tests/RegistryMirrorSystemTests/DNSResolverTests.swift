@@ -446,7 +446,7 @@ struct DNSResolverTests {
     @Test("a server given by IPv6 address ([::1]:port)")
     func ipv6Server() async throws {
         let dns = try await Self.dnsmasq()
-        let server = try Discovery.Server.parse("[::1]:\(dns.port)").get()
+        let server = try Discovery.Server.parse("[::1]:\(dns.port)")
         #expect(server.address == "::1")
         #expect(await lookup("dual.ns.svc.cluster.local", at: [server]) == .addresses(["10.0.0.6", "fd00::6"]))
         let missing = await lookup("missing.ns.svc.cluster.local", at: [server])

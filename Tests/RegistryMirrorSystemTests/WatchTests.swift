@@ -28,7 +28,7 @@ final class ToggleMirror: @unchecked Sendable {
 }
 
 /// Records what watch tells systemd.
-final class RecordingNotifier: ServiceNotifier, @unchecked Sendable {
+final class RecordingNotifier: ServiceNotifier, Sendable {
     let messages = Mutex<[String]>([])
     func status(_ text: String) { messages.withLock { $0.append("STATUS=\(text)") } }
     func ready() { messages.withLock { $0.append("READY=1") } }
@@ -37,7 +37,7 @@ final class RecordingNotifier: ServiceNotifier, @unchecked Sendable {
     var all: [String] { messages.withLock { $0 } }
 }
 
-final class RecordingMetrics: MetricsSink, @unchecked Sendable {
+final class RecordingMetrics: MetricsSink, Sendable {
     let last = Mutex<String>("")
     func write(_ text: String) { last.withLock { $0 = text } }
     var text: String { last.withLock { $0 } }

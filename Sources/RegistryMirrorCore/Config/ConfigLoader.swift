@@ -95,9 +95,9 @@ public enum ConfigLoader {
         var problems: [ConfigProblem] = []
         var servers: [Discovery.Server] = []
         for text in clusterDNS {
-            switch Discovery.Server.parse(text) {
-            case .success(let server): servers.append(server)
-            case .failure(let problem):
+            do {
+                servers.append(try Discovery.Server.parse(text))
+            } catch let problem {
                 problems.append(
                     ConfigProblem(
                         source: commandLine, field: "--cluster-dns \(text)", message: problem.message,

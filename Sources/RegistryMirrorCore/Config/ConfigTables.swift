@@ -124,9 +124,9 @@ extension Reader {
         var discovery = Discovery(servers: [])
         if let value = t["dns_servers"], let list = strings(value, at: "discovery.dns_servers", example: "dns_servers = [\"10.96.0.10\"]") {
             for (i, text) in list.enumerated() {
-                switch Discovery.Server.parse(text) {
-                case .success(let server): discovery.servers.append(server)
-                case .failure(let p):
+                do {
+                    discovery.servers.append(try Discovery.Server.parse(text))
+                } catch let p {
                     problem(
                         "discovery.dns_servers[\(i)]", "\"\(text)\" \(p.message)",
                         "write the cluster DNS Service's cluster IP[:port], e.g. \"10.96.0.10\" or \"[fd00::a]:53\"")

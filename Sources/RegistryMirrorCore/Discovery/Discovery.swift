@@ -16,36 +16,36 @@ public struct Discovery: Sendable, Hashable {
         /// `10.96.0.10:53`, `[fd00::a]:53`.
         public var description: String { (address.contains(":") ? "[\(address)]" : address) + ":\(port)" }
 
-        /// `10.96.0.10`, `10.96.0.10:5353`, `fd00::a`, `[fd00::a]:5353`; nil with the reason otherwise.
-        public static func parse(_ text: String) -> Result<Server, Problem> {
+        /// `10.96.0.10`, `10.96.0.10:5353`, `fd00::a`, `[fd00::a]:5353`; otherwise the problem, thrown.
+        public static func parse(_ text: String) throws(Problem) -> Server {
             var host = Substring(text)
             var port = 53
             if host.hasPrefix("[") {
-                guard let close = host.firstIndex(of: "]") else { return .failure(Problem("has an unclosed \"[\"")) }
+                guard let close = host.firstIndex(of: "]") else { throw Problem("has an unclosed \"[\"") }
                 let after = host[host.index(after: close)...]
                 host = host[host.index(after: host.startIndex)..<close]
                 if !after.isEmpty {
                     guard after.hasPrefix(":"), let n = portNumber(after.dropFirst()) else {
-                        return .failure(Problem("has an invalid port after the IPv6 address (1-65535)"))
+                        throw Problem("has an invalid port after the IPv6 address (1-65535)")
                     }
                     port = n
                 }
-                guard Names.isIPv6(host) else { return .failure(Problem("is not an IPv6 address")) }
+                guard Names.isIPv6(host) else { throw Problem("is not an IPv6 address") }
             } else if Names.isIPv6(host) {
                 // A bare IPv6 address: every colon is the address's own.
             } else {
                 if let colon = host.firstIndex(of: ":") {
                     guard let n = portNumber(host[host.index(after: colon)...]) else {
-                        return .failure(Problem("has an invalid port (1-65535)"))
+                        throw Problem("has an invalid port (1-65535)")
                     }
                     port = n
                     host = host[..<colon]
                 }
                 guard Names.isIPv4(host) else {
-                    return .failure(Problem("is not an IP address (a DNS server is given by address: nothing could look its name up)"))
+                    throw Problem("is not an IP address (a DNS server is given by address: nothing could look its name up)")
                 }
             }
-            return .success(Server(address: String(host), port: port))
+            return Server(address: String(host), port: port)
         }
 
         private static func portNumber(_ text: Substring) -> Int? {

@@ -33,12 +33,12 @@ public struct HostsReconciler: Sendable {
                 try store.perform(steps, upstream: upstream)
                 return steps
             }
-        } catch let e as StoreError {
+        } catch let e as SystemError {
             throw .store(e)
         } catch let e as PlanConflict {
             throw .conflict(e)
         } catch {
-            throw .store(StoreError(operation: "lock", path: store.root, reason: "\(error)"))
+            throw .store(SystemError(operation: "lock", path: store.root, reason: "\(error)"))
         }
         if desired != nil && !steps.contains(where: { if case .write = $0 { true } else { false } }) {
             log.debug("hosts.toml unchanged")

@@ -69,16 +69,12 @@ struct MirrorState {
     var failed: [String: String] = [:]
     /// Good probes in a row a new address of a Service needs before it replaces the old one.
     let promoteAfter: Int
-    /// plan and check: a Service name with no address stays in `config` as it is (`serviceName` set,
-    /// no `address`), to be shown with its lookup. Never for apply and watch, which would probe it.
-    let keepUnresolved: Bool
     private var filedKeys: Set<HostKey> = []
 
-    init(config: AgentConfig, promoteAfter: Int? = nil, keepUnresolved: Bool = false) {
+    init(config: AgentConfig, promoteAfter: Int? = nil) {
         self.configured = config
         self.config = config
         self.promoteAfter = max(1, promoteAfter ?? config.probe.successThreshold)
-        self.keepUnresolved = keepUnresolved
         reindex()
     }
 
@@ -105,20 +101,28 @@ struct MirrorState {
         registryIndex = Dictionary(
             configured.registries.enumerated().map { ($1.upstream, $0) }, uniquingKeysWith: { a, _ in a })
         config = configured
-        config.registries = configured.registries.map(expand)
+        config.registries = configured.registries.map { expand($0) }
         recount()
+    }
+
+    /// What plan and check show: `config`, but with each Service name that has no address kept as
+    /// it is (`serviceName` set, no `address`), to be shown with its lookup. Never probed or written.
+    var reportView: AgentConfig {
+        var view = configured
+        view.registries = configured.registries.map { expand($0, keepingUnresolved: true) }
+        return view
     }
 
     /// The registry with each Service name replaced by its current addresses; a host listed twice (two
     /// names with one address, or a name and the address itself) only the first time.
-    private func expand(_ registry: Registry) -> Registry {
+    private func expand(_ registry: Registry, keepingUnresolved: Bool = false) -> Registry {
         guard !services.isEmpty else { return registry }
         var expanded = registry
         var seen = Set<String>()
         expanded.hosts = []
         for host in registry.hosts {
             if let addresses = services[HostKey(upstream: registry.upstream, url: host.url)] {
-                if keepUnresolved && addresses.current.isEmpty {
+                if keepingUnresolved && addresses.current.isEmpty {
                     var unresolved = host
                     unresolved.serviceName = addresses.name
                     if seen.insert(host.url).inserted { expanded.hosts.append(unresolved) }
@@ -290,12 +294,9 @@ struct MirrorState {
 
     /// What the registry's file should be now: `fileDecision` of its hosts, with a Service name that
     /// has no address yet and may still get one holding the file as it is rather than removing it.
-    /// A name with no address kept in `config` (`keepUnresolved`) is not a host here.
     func decision(_ upstream: String) -> FileDecision? {
         guard let ri = registryIndex[upstream] else { return nil }
-        var registry = config.registries[ri]
-        if keepUnresolved { registry.hosts.removeAll(where: \.isUnresolvedService) }
-        let decision = fileDecision(registry) { trackers[$0] }
+        let decision = fileDecision(config.registries[ri]) { trackers[$0] }
         return decision == .remove && hasPendingService(upstream) ? .wait : decision
     }
 

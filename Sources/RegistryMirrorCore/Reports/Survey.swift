@@ -71,8 +71,14 @@ public struct Survey: Sendable {
     /// addresses (`MirrorHost.resolved`); a name with no address stays as it is, with `serviceName` set.
     public struct Resolved: Sendable {
         /// The model apply and watch decide files with, holding the lookups; `make` adds the probes.
-        var state: MirrorState
-        public var config: AgentConfig { state.config }
+        let state: MirrorState
+        /// `MirrorState.reportView`: what plan and check show, names without an address included.
+        public let config: AgentConfig
+
+        init(state: MirrorState) {
+            self.state = state
+            config = state.reportView
+        }
         /// A Service name host's lookup, by its key as configured.
         func lookup(_ key: HostKey) -> Resolution? { state.services[key]?.last }
     }
@@ -81,7 +87,7 @@ public struct Survey: Sendable {
     /// disk still lists but the config no longer names too), set beside the hosts directory.
     public static func take(
         _ config: AgentConfig, resolver: (any ServiceResolver)?, prober: any MirrorProber, store: any HostsStore
-    ) async throws(StoreError) -> Survey {
+    ) async throws(SystemError) -> Survey {
         let resolved = await resolveAll(config, resolver: resolver)
         let extra = try hostsOnlyInFiles(resolved, store: store)
         let results = await probeAll(resolved, prober: prober, extra: extra)
@@ -93,7 +99,7 @@ public struct Survey: Sendable {
     /// until the file changes, so check must know whether they answer (a dead one stalls pulls). Each
     /// is probed with the settings of the configured host it stands for (its Service name's host, with
     /// TLS material and path), else as a plain host.
-    static func hostsOnlyInFiles(_ resolved: Resolved, store: any HostsStore) throws(StoreError) -> [String: [MirrorHost]] {
+    static func hostsOnlyInFiles(_ resolved: Resolved, store: any HostsStore) throws(SystemError) -> [String: [MirrorHost]] {
         var extra: [String: [MirrorHost]] = [:]
         for (ri, registry) in resolved.config.registries.enumerated() {
             let listed = hostsListed(in: try store.observe(registry.upstream))
@@ -116,7 +122,7 @@ public struct Survey: Sendable {
 
     /// Looks every Service name up once, concurrently (each name once, however many hosts use it).
     public static func resolveAll(_ config: AgentConfig, resolver: (any ServiceResolver)?) async -> Resolved {
-        var state = MirrorState(config: config, promoteAfter: 1, keepUnresolved: true)
+        var state = MirrorState(config: config, promoteAfter: 1)
         guard let discovery = config.discovery else { return Resolved(state: state) }
         let services = state.servicesByName
         await withTaskGroup(of: (Int, Resolution).self) { group in
@@ -181,7 +187,7 @@ public struct Survey: Sendable {
     /// `extra`: hosts only the file on disk still lists, with their results (`take`).
     public static func make(
         _ resolved: Resolved, results: [[ProbeResult?]], store: any HostsStore, extra: [String: [(MirrorHost, ProbeResult)]] = [:]
-    ) throws(StoreError) -> Survey {
+    ) throws(SystemError) -> Survey {
         let config = resolved.config
         var state = resolved.state
         for (ri, registry) in config.registries.enumerated() where registry.readinessProbe {

@@ -57,11 +57,14 @@ public struct Applier: Sendable {
     /// moment the config was read and containerd asked its version).
     public let started: Duration
 
+    /// `target`: the containerd the files are for (default: the config's, the newest known release).
     public init(
-        config: AgentConfig, prober: any MirrorProber, store: any HostsStore, logger: Logger,
+        config: AgentConfig, target: ContainerdTarget? = nil, prober: any MirrorProber, store: any HostsStore, logger: Logger,
         status: any StatusReporter = SilentStatus(), clock: AgentClock = .continuous, random: RandomSource = .system,
         resolver: (any ServiceResolver)? = nil, stopFlag: StopFlag = StopFlag(), started: Duration? = nil
     ) {
+        var config = config
+        if let target { config.target = target }
         self.config = config
         self.resolver = resolver
         self.prober = prober

@@ -33,6 +33,7 @@ public struct Watcher: Sendable {
     ///   - watchdogInterval: WATCHDOG=1 is sent this often (half of WATCHDOG_USEC) from the main loop,
     ///     so a stuck loop is seen.
     ///   - wallClock: seconds since the epoch, for the metrics' timestamps.
+    ///   - target: the containerd the files are for at start (default: the config's).
     ///   - resolveTarget: learns which containerd the files are for (its version), after a reload and
     ///     when containerd restarts; it may block, and is never called on the event loop.
     ///   - reloadConfig: re-reads the config on SIGHUP.
@@ -41,13 +42,15 @@ public struct Watcher: Sendable {
     public init(
         config: AgentConfig, prober: any MirrorProber, store: any HostsStore, notifier: any ServiceNotifier,
         metrics: (any MetricsSink)?, logger: Logger, watchdogInterval: Duration?,
-        wallClock: @escaping @Sendable () -> Double, resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)? = nil,
+        wallClock: @escaping @Sendable () -> Double, target: ContainerdTarget? = nil, resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)? = nil,
         reloadConfig: @escaping ConfigSource, clock: AgentClock = .continuous, random: RandomSource = .system,
         resolver: (any ServiceResolver)? = nil, stopFlag: StopFlag = StopFlag()
     ) {
         let files = RegistryFiles(
             reconciler: HostsReconciler(store: store, logger: logger, lockWait: .until(nil, on: clock, or: stopFlag)), logger: logger,
             retryFailures: true)
+        var config = config
+        if let target { config.target = target }
         var driver = Driver(
             mode: .watch, config: config, prober: prober, files: files, logger: logger, clock: clock, random: random,
             resolver: resolver, status: notifier, stopFlag: stopFlag, started: clock.now)

@@ -25,13 +25,13 @@ public enum ConfigResolution {
 
     public static func resolve(
         configPath: String?, hostsDir: String?, mirrors: [String], requireRegistries: Bool, clusterDNS: [String] = [],
-        read: (String) throws(ConfigFile.ReadError) -> [UInt8] = { path throws(ConfigFile.ReadError) in try ConfigFile.read(path) }
+        read: (String) throws(SystemError) -> [UInt8] = { path throws(SystemError) in try ConfigFile.read(path) }
     ) throws(Failure) -> AgentConfig {
         let path = configPath ?? AgentConfig.defaultPath
         var bytes: [UInt8]?
         do {
             bytes = try read(path)
-        } catch .missing(_) where configPath == nil {
+        } catch where error.isMissing && configPath == nil {
             guard !mirrors.isEmpty || !requireRegistries else {
                 throw .usage(
                     "nothing to configure: \(path) does not exist and no UPSTREAM,ENDPOINT[,SERVER] mirrors were given. "

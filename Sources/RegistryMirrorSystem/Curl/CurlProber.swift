@@ -277,25 +277,22 @@ struct TLSMaterial: Sendable {
     var clientCertificate: [UInt8]?
     var clientKey: [UInt8]?
 
-    struct Failure: Error {
-        var reason: String
-    }
 
     /// Larger than any real CA bundle; a bigger file is refused rather than read for ever.
     static let limit = 16 << 20
 
-    static func load(_ host: MirrorHost) -> Result<TLSMaterial, Failure> {
-        func read(_ path: String, _ what: String) throws(Failure) -> [UInt8] {
+    static func load(_ host: MirrorHost) -> Result<TLSMaterial, SystemError> {
+        func read(_ path: String, _ what: String) throws(SystemError) -> [UInt8] {
             let bytes: [UInt8]
             do {
                 bytes = try RegularFile.read(path, limit: limit)
             } catch {
-                throw Failure(reason: "TLS: cannot read \(what) \(path): \(error.reason)")
+                throw SystemError(operation: "read TLS material", reason: "TLS: cannot read \(what) \(path): \(error.reason)")
             }
-            guard bytes.count <= limit else { throw Failure(reason: "TLS: \(what) \(path) is larger than 16 MiB") }
+            guard bytes.count <= limit else { throw SystemError(operation: "read TLS material", reason: "TLS: \(what) \(path) is larger than 16 MiB") }
             return bytes
         }
-        do throws(Failure) {
+        do throws(SystemError) {
             var material = TLSMaterial()
             if !host.ca.isEmpty {
                 var bundle: [UInt8] = []

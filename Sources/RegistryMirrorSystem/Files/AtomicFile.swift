@@ -5,12 +5,12 @@ import RegistryMirrorCore
 public enum AtomicFile {
     /// Temp file in the same directory, fsync, rename over the target, fsync the directory: a crash at
     /// any point leaves the old file or the new one.
-    static func replace(in dir: FileDescriptor, _ name: String, _ content: String, dirPath: String, sync: Bool = true) throws(StoreError) {
+    static func replace(in dir: FileDescriptor, _ name: String, _ content: String, dirPath: String, sync: Bool = true) throws(SystemError) {
         let temporary = ".\(name).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
         let path = "\(dirPath)/\(name)"
         let raw = openat(dir.raw, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        guard raw >= 0 else { throw StoreError(operation: "write", path: path, errno: errno) }
-        do throws(StoreError) {
+        guard raw >= 0 else { throw SystemError(operation: "write", path: path, errno: errno) }
+        do throws(SystemError) {
             let fd = FileDescriptor(raw)
             try call("write", path) { fchmod(fd.raw, 0o644) }
             var bytes = Array(content.utf8)
@@ -22,7 +22,7 @@ public enum AtomicFile {
                         bytes.withUnsafeMutableBytes { write(fd.raw, $0.baseAddress! + offset, $0.count - offset) }
                     }
                 } catch {
-                    throw StoreError(operation: "write", path: path, errno: error.errno)
+                    throw error.named("write", path)
                 }
                 offset += n
             }
@@ -38,21 +38,21 @@ public enum AtomicFile {
 
     /// Atomically replaces `path` (its directory must exist). `sync: false` skips the fsyncs, for files
     /// like metrics that are rewritten every few seconds and worthless after a crash.
-    public static func replace(path: String, content: String, sync: Bool = true) throws(StoreError) {
+    public static func replace(path: String, content: String, sync: Bool = true) throws(SystemError) {
         let slash = path.lastIndex(of: "/")
         let dirPath = slash.map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
         let raw = open(dirPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard raw >= 0 else { throw StoreError(operation: "open", path: dirPath, errno: errno) }
+        guard raw >= 0 else { throw SystemError(operation: "open", path: dirPath, errno: errno) }
         try replace(in: FileDescriptor(raw), name, content, dirPath: dirPath, sync: sync)
     }
 }
 
-/// Runs a call returning 0 on success, retrying on EINTR; any other failure becomes a StoreError.
-func call(_ operation: String, _ path: String, _ body: () throws(StoreError) -> Int32) throws(StoreError) {
+/// Runs a call returning 0 on success, retrying on EINTR; any other failure becomes a SystemError.
+func call(_ operation: String, _ path: String, _ body: () throws(SystemError) -> Int32) throws(SystemError) {
     while true {
         if try body() == 0 { return }
         if errno == EINTR { continue }
-        throw StoreError(operation: operation, path: path, errno: errno)
+        throw SystemError(operation: operation, path: path, errno: errno)
     }
 }

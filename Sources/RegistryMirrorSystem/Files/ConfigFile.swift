@@ -3,33 +3,15 @@ import RegistryMirrorCore
 
 /// Reading the config file from disk; parsing and validation are `ConfigLoader`'s.
 public enum ConfigFile {
-    public enum ReadError: Error, CustomStringConvertible {
-        case missing(String)
-        case unreadable(String, String)
-
-        public var description: String {
-            switch self {
-            case .missing(let path): "\(path): no such file"
-            case .unreadable(let path, let reason): "\(path): cannot read: \(reason)"
-            }
-        }
-    }
-
     /// The whole file, never a part of it. Opened without blocking and refused unless it is a regular
     /// file of at most `limit` bytes: a FIFO, a device like /dev/zero, a directory or a huge file gives
     /// `.unreadable` at once instead of hanging, reading forever or being cut silently.
-    public static func read(_ path: String, limit: Int = ConfigLoader.maximumFileSize) throws(ReadError) -> [UInt8] {
-        let bytes: [UInt8]
-        do {
-            bytes = try RegularFile.read(path, limit: limit)
-        } catch where error.errno == ENOENT {
-            throw .missing(path)
-        } catch {
-            throw .unreadable(path, error.reason)
-        }
+    /// A file that does not exist fails with errno ENOENT (`SystemError.isMissing`).
+    public static func read(_ path: String, limit: Int = ConfigLoader.maximumFileSize) throws(SystemError) -> [UInt8] {
+        let bytes = try RegularFile.read(path, limit: limit)
         guard bytes.count <= limit else {
             let size = limit % (1 << 20) == 0 ? "\(limit >> 20) MiB" : "\(limit / 1024) KiB"
-            throw .unreadable(path, "larger than \(size); a config file is a few KiB")
+            throw SystemError(operation: "read", path: path, reason: "larger than \(size); a config file is a few KiB")
         }
         return bytes
     }
@@ -37,10 +19,10 @@ public enum ConfigFile {
     /// containerd's config file as text, nil when it does not exist: read as `read` reads ours, up to
     /// `ContainerdConfigText.maximumFileSize`. Its bytes are not held to our config's rules
     /// (`ConfigBytes`): containerd reads a NUL in a comment, and `ContainerdConfigText` does too.
-    public static func readContainerdConfig(_ path: String) throws(ReadError) -> String? {
+    public static func readContainerdConfig(_ path: String) throws(SystemError) -> String? {
         do {
             return String(decoding: try read(path, limit: ContainerdConfigText.maximumFileSize), as: UTF8.self)
-        } catch .missing(_) {
+        } catch where error.isMissing {
             return nil
         }
     }
@@ -53,20 +35,15 @@ public enum ConfigFile {
 /// Reading small files that must be regular files (configs, CA bundles, client keys) without ever
 /// blocking on a FIFO or a device.
 enum RegularFile {
-    struct Failure: Error {
-        var errno: Int32
-        var reason: String
-    }
-
     /// Up to `limit` + 1 bytes of the regular file at `path`.
-    static func read(_ path: String, limit: Int) throws(Failure) -> [UInt8] {
+    static func read(_ path: String, limit: Int) throws(SystemError) -> [UInt8] {
         let raw = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
-        guard raw >= 0 else { throw Failure(errno: errno, reason: String(cString: strerror(errno))) }
+        guard raw >= 0 else { throw SystemError(operation: "read", path: path, errno: errno) }
         let fd = FileDescriptor(raw)
         var info = stat()
-        guard fstat(fd.raw, &info) == 0 else { throw Failure(errno: errno, reason: String(cString: strerror(errno))) }
+        guard fstat(fd.raw, &info) == 0 else { throw SystemError(operation: "read", path: path, errno: errno) }
         guard info.st_mode & S_IFMT == S_IFREG else {
-            throw Failure(errno: EINVAL, reason: "not a regular file (\(fileTypeName(info.st_mode)))")
+            throw SystemError(operation: "read", path: path, errno: EINVAL, reason: "not a regular file (\(fileTypeName(info.st_mode)))")
         }
         var out: [UInt8] = []
         out.reserveCapacity(min(Int(info.st_size), limit) + 1)
@@ -75,7 +52,7 @@ enum RegularFile {
             let n = chunk.withUnsafeMutableBytes { Glibc.read(fd.raw, $0.baseAddress, min($0.count, limit + 1 - out.count)) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw Failure(errno: errno, reason: String(cString: strerror(errno)))
+                throw SystemError(operation: "read", path: path, errno: errno)
             }
             if n == 0 { break }
             out += chunk[0..<n]

@@ -18,7 +18,7 @@ public final class FileHostsStore: HostsStore, Sendable {
 
     // MARK: Reading
 
-    public func observe(_ upstream: String) throws(StoreError) -> UpstreamDirState {
+    public func observe(_ upstream: String) throws(SystemError) -> UpstreamDirState {
         guard let rootFD = try openRoot(create: false) else { return .absent }
         let dirPath = "\(root)/\(upstream)"
         var shadowedBy: String?
@@ -63,7 +63,7 @@ public final class FileHostsStore: HostsStore, Sendable {
         return state
     }
 
-    public func upstreamsWithOurFiles() throws(StoreError) -> [String] {
+    public func upstreamsWithOurFiles() throws(SystemError) -> [String] {
         guard let rootFD = try openRoot(create: false) else { return [] }
         var names: [String] = []
         for name in try listDirectory(rootFD, path: root) {
@@ -77,15 +77,15 @@ public final class FileHostsStore: HostsStore, Sendable {
 
     // MARK: Writing
 
-    public func perform(_ actions: [FileAction], upstream: String) throws(StoreError) {
+    public func perform(_ actions: [FileAction], upstream: String) throws(SystemError) {
         guard !actions.isEmpty else { return }
         let creating = actions.contains { if case .createDirectory = $0 { true } else { false } }
         guard let rootFD = try openRoot(create: creating) else {
-            throw StoreError(operation: "open", path: root, reason: "directory does not exist")
+            throw SystemError(operation: "open", path: root, reason: "directory does not exist")
         }
         let dirPath = "\(root)/\(upstream)"
         var dirFD: FileDescriptor?
-        func dir() throws(StoreError) -> FileDescriptor {
+        func dir() throws(SystemError) -> FileDescriptor {
             if let dirFD { return dirFD }
             let fd = try openDirectory(rootFD, upstream, path: dirPath)
             dirFD = fd
@@ -104,13 +104,13 @@ public final class FileHostsStore: HostsStore, Sendable {
                 let fd = try dir()
                 // Still a foreign regular file? An administrator may have changed it since we looked.
                 guard case .foreign = try fileState(fd, path: dirPath) else {
-                    throw StoreError(operation: "back up", path: "\(dirPath)/\(HostsFile.fileName)", reason: "it changed since it was read; run again")
+                    throw SystemError(operation: "back up", path: "\(dirPath)/\(HostsFile.fileName)", reason: "it changed since it was read; run again")
                 }
                 try renameNoReplace(fd, HostsFile.fileName, HostsFile.backupName, dirPath: dirPath)
             case .restoreBackup:
                 let fd = try dir()
                 guard try kind(fd, HostsFile.backupName, path: dirPath).map({ $0 & S_IFMT == S_IFREG }) == true else {
-                    throw StoreError(operation: "restore", path: "\(dirPath)/\(HostsFile.backupName)", reason: "it is no longer a regular file")
+                    throw SystemError(operation: "restore", path: "\(dirPath)/\(HostsFile.backupName)", reason: "it is no longer a regular file")
                 }
                 try renameNoReplace(fd, HostsFile.backupName, HostsFile.fileName, dirPath: dirPath)
             case .removeManaged:
@@ -125,7 +125,7 @@ public final class FileHostsStore: HostsStore, Sendable {
             case .removeDirectory:
                 dirFD = nil
                 if unlinkat(rootFD.raw, upstream, AT_REMOVEDIR) != 0, errno != ENOTEMPTY, errno != EEXIST, errno != ENOENT {
-                    throw StoreError(operation: "remove directory", path: dirPath, errno: errno)
+                    throw SystemError(operation: "remove directory", path: dirPath, errno: errno)
                 }
                 try call("sync", root) { fsync(rootFD.raw) }
             }
@@ -155,53 +155,53 @@ public final class FileHostsStore: HostsStore, Sendable {
     /// The root's descriptor; nil when it does not exist and `create` is false. Created with parents
     /// (0755) when asked: a fresh node may not have /etc/containerd/certs.d yet. The root itself may be
     /// a symlink: that is the administrator's choice, unlike anything below it.
-    private func openRoot(create: Bool) throws(StoreError) -> FileDescriptor? {
+    private func openRoot(create: Bool) throws(SystemError) -> FileDescriptor? {
         if create { try makeDirectories(root) }
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT && !create { return nil }
-            throw StoreError(operation: "open", path: root, errno: errno)
+            throw SystemError(operation: "open", path: root, errno: errno)
         }
         return FileDescriptor(fd)
     }
 
-    private func makeDirectories(_ path: String) throws(StoreError) {
+    private func makeDirectories(_ path: String) throws(SystemError) {
         var current = ""
         for component in path.split(separator: "/") {
             current += "/\(component)"
             if mkdir(current, 0o755) != 0 && errno != EEXIST {
-                throw StoreError(operation: "create directory", path: current, errno: errno)
+                throw SystemError(operation: "create directory", path: current, errno: errno)
             }
         }
     }
 
-    private func openDirectory(_ parent: FileDescriptor, _ name: String, path: String) throws(StoreError) -> FileDescriptor {
+    private func openDirectory(_ parent: FileDescriptor, _ name: String, path: String) throws(SystemError) -> FileDescriptor {
         let fd = openat(parent.raw, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
             let reason = errno == ELOOP || errno == ENOTDIR ? "is a symlink or not a directory" : String(cString: strerror(errno))
-            throw StoreError(operation: "open directory", path: path, reason: reason)
+            throw SystemError(operation: "open directory", path: path, reason: reason)
         }
         return FileDescriptor(fd)
     }
 
     /// The file type bits of `name` without following a symlink; nil when it does not exist.
-    private func kind(_ dir: FileDescriptor, _ name: String, path: String) throws(StoreError) -> mode_t? {
+    private func kind(_ dir: FileDescriptor, _ name: String, path: String) throws(SystemError) -> mode_t? {
         var info = stat()
         if fstatat(dir.raw, name, &info, AT_SYMLINK_NOFOLLOW) != 0 {
             if errno == ENOENT { return nil }
-            throw StoreError(operation: "inspect", path: path, errno: errno)
+            throw SystemError(operation: "inspect", path: path, errno: errno)
         }
         return info.st_mode
     }
 
-    private func readSmallFile(_ dir: FileDescriptor, _ name: String, path: String) throws(StoreError) -> String {
+    private func readSmallFile(_ dir: FileDescriptor, _ name: String, path: String) throws(SystemError) -> String {
         let raw = openat(dir.raw, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard raw >= 0 else { throw StoreError(operation: "read", path: path, errno: errno) }
+        guard raw >= 0 else { throw SystemError(operation: "read", path: path, errno: errno) }
         return try readAll(FileDescriptor(raw), path: path)
     }
 
     /// Up to 1 MiB of an open file, as text.
-    private func readAll(_ fd: FileDescriptor, path: String) throws(StoreError) -> String {
+    private func readAll(_ fd: FileDescriptor, path: String) throws(SystemError) -> String {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         while bytes.count < 1 << 20 {
@@ -209,7 +209,7 @@ public final class FileHostsStore: HostsStore, Sendable {
             do {
                 n = try retryingEINTR("read") { chunk.withUnsafeMutableBytes { read(fd.raw, $0.baseAddress, $0.count) } }
             } catch {
-                throw StoreError(operation: "read", path: path, errno: error.errno)
+                throw error.named("read", path)
             }
             if n == 0 { break }
             bytes += chunk[0..<n]
@@ -218,7 +218,7 @@ public final class FileHostsStore: HostsStore, Sendable {
     }
 
     /// hosts.toml as it is now, for the checks made just before a rename or unlink.
-    private func fileState(_ dir: FileDescriptor, path dirPath: String) throws(StoreError) -> UpstreamDirState.File {
+    private func fileState(_ dir: FileDescriptor, path dirPath: String) throws(SystemError) -> UpstreamDirState.File {
         let path = "\(dirPath)/\(HostsFile.fileName)"
         guard let mode = try kind(dir, HostsFile.fileName, path: path) else { return .absent }
         guard mode & S_IFMT == S_IFREG else { return .notRegular }
@@ -228,11 +228,11 @@ public final class FileHostsStore: HostsStore, Sendable {
 
     /// Unlinks hosts.toml only if the file there now is still ours: read it through a descriptor,
     /// check the marker, and check the name still points at that same inode just before unlinking.
-    private func unlinkIfStillManaged(_ dir: FileDescriptor, dirPath: String) throws(StoreError) {
+    private func unlinkIfStillManaged(_ dir: FileDescriptor, dirPath: String) throws(SystemError) {
         let path = "\(dirPath)/\(HostsFile.fileName)"
         let raw = openat(dir.raw, HostsFile.fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         if raw < 0 && errno == ENOENT { return }
-        guard raw >= 0 else { throw StoreError(operation: "remove", path: path, errno: errno) }
+        guard raw >= 0 else { throw SystemError(operation: "remove", path: path, errno: errno) }
         let fd = FileDescriptor(raw)
         var opened = stat()
         var named = stat()
@@ -241,7 +241,7 @@ public final class FileHostsStore: HostsStore, Sendable {
             fstatat(dir.raw, HostsFile.fileName, &named, AT_SYMLINK_NOFOLLOW) == 0,
             named.st_ino == opened.st_ino, named.st_dev == opened.st_dev
         else {
-            throw StoreError(operation: "remove", path: path, reason: "it is no longer a file of ours; left alone")
+            throw SystemError(operation: "remove", path: path, reason: "it is no longer a file of ours; left alone")
         }
         try call("remove", path) { unlinkat(dir.raw, HostsFile.fileName, 0) }
         try call("sync", dirPath) { fsync(dir.raw) }
@@ -250,10 +250,10 @@ public final class FileHostsStore: HostsStore, Sendable {
     /// Creates `<root>/<name>` holding the ownership record: the directory is built under a temporary
     /// name and renamed into place (never over an existing one), so a crash or a full disk at any
     /// moment leaves either no directory or one that says it is ours.
-    private func createDirectory(_ rootFD: FileDescriptor, _ name: String, holding record: OwnershipRecord, path: String) throws(StoreError) {
+    private func createDirectory(_ rootFD: FileDescriptor, _ name: String, holding record: OwnershipRecord, path: String) throws(SystemError) {
         let temporary = "\(Self.newDirectoryPrefix)\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
         try call("create directory", path) { mkdirat(rootFD.raw, temporary, 0o755) }
-        do throws(StoreError) {
+        do throws(SystemError) {
             let fd = try openDirectory(rootFD, temporary, path: "\(root)/\(temporary)")
             // mkdirat applies the umask; directories are 0755 whatever it is.
             try call("set mode of", path) { fchmod(fd.raw, 0o755) }
@@ -287,7 +287,7 @@ public final class FileHostsStore: HostsStore, Sendable {
 
     /// Leftovers of a run killed between creating a temp file and renaming it (hosts.toml or the
     /// ownership record); safe to delete because the lock keeps other writers out.
-    private func removeStaleTemporaries(_ dir: FileDescriptor, dirPath: String) throws(StoreError) {
+    private func removeStaleTemporaries(_ dir: FileDescriptor, dirPath: String) throws(SystemError) {
         let prefixes = [".\(HostsFile.fileName).", ".\(OwnershipRecord.fileName)."]
         for name in try listDirectory(dir, path: dirPath)
         where name.hasSuffix(".tmp") && prefixes.contains(where: { name.hasPrefix($0) }) {
@@ -295,17 +295,17 @@ public final class FileHostsStore: HostsStore, Sendable {
         }
     }
 
-    private func renameNoReplace(_ dir: FileDescriptor, _ from: String, _ to: String, dirPath: String) throws(StoreError) {
+    private func renameNoReplace(_ dir: FileDescriptor, _ from: String, _ to: String, dirPath: String) throws(SystemError) {
         // RENAME_NOREPLACE: never clobber a file that appeared since we looked.
         try call("rename", "\(dirPath)/\(from) to \(to)") { ccr_rename_noreplace(dir.raw, from, dir.raw, to) }
         try call("sync", dirPath) { fsync(dir.raw) }
     }
 
-    private func listDirectory(_ dir: FileDescriptor, path: String) throws(StoreError) -> [String] {
+    private func listDirectory(_ dir: FileDescriptor, path: String) throws(SystemError) -> [String] {
         // fdopendir takes ownership of the descriptor it is given: hand it a duplicate.
         let copy = dup(dir.raw)
         guard copy >= 0, let stream = fdopendir(copy) else {
-            throw StoreError(operation: "list", path: path, errno: errno)
+            throw SystemError(operation: "list", path: path, errno: errno)
         }
         defer { closedir(stream) }
         rewinddir(stream)

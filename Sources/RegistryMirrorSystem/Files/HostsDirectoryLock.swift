@@ -21,15 +21,16 @@ struct HostsDirectoryLock {
     private let dir: FileDescriptor
     private let file: FileDescriptor
 
-    static func acquire(in dir: FileDescriptor, root: String, wait: LockWait) throws(StoreError) -> HostsDirectoryLock {
+    static func acquire(in dir: FileDescriptor, root: String, wait: LockWait) throws(SystemError) -> HostsDirectoryLock {
         let path = "\(root)/\(fileName)"
         var pause: Duration = .milliseconds(2)
         while true {
-            let file = try open(in: dir, path: path)
+            // Nil: the file was unlinked between our open and our look at it (its holder let go).
+            guard let file = try open(in: dir, path: path) else { continue }
             if flock(file.raw, LOCK_EX | LOCK_NB) != 0 {
-                guard errno == EWOULDBLOCK || errno == EINTR else { throw StoreError(operation: "lock", path: path, errno: errno) }
+                guard errno == EWOULDBLOCK || errno == EINTR else { throw SystemError(operation: "lock", path: path, errno: errno) }
                 if let reason = wait.giveUp() {
-                    throw StoreError(
+                    throw SystemError(
                         operation: "lock", path: path,
                         reason: "\(reason) while another instance of the agent held the lock")
                 }
@@ -51,8 +52,9 @@ struct HostsDirectoryLock {
         }
     }
 
-    /// The lock file, created if missing, checked to be one only this user can open.
-    private static func open(in dir: FileDescriptor, path: String) throws(StoreError) -> FileDescriptor {
+    /// The lock file, created if missing, checked to be one only this user can open; nil when it was
+    /// unlinked meanwhile (no link left: its holder is letting go), so the caller opens it again.
+    private static func open(in dir: FileDescriptor, path: String) throws(SystemError) -> FileDescriptor? {
         let raw: Int32
         do {
             raw = try retryingEINTR("open") {
@@ -60,24 +62,25 @@ struct HostsDirectoryLock {
             }
         } catch {
             if error.errno == ELOOP {
-                throw StoreError(operation: "lock", path: path, reason: "it is a symlink; remove it")
+                throw SystemError(operation: "lock", path: path, reason: "it is a symlink; remove it")
             }
-            throw StoreError(operation: "lock", path: path, errno: error.errno)
+            throw error.named("lock", path)
         }
         let fd = FileDescriptor(raw)
         var info = stat()
-        guard fstat(fd.raw, &info) == 0 else { throw StoreError(operation: "lock", path: path, errno: errno) }
+        guard fstat(fd.raw, &info) == 0 else { throw SystemError(operation: "lock", path: path, errno: errno) }
+        if info.st_mode & S_IFMT == S_IFREG && info.st_nlink == 0 { return nil }
         guard info.st_mode & S_IFMT == S_IFREG, info.st_nlink == 1 else {
-            throw StoreError(operation: "lock", path: path, reason: "it is not a plain file of the agent's; remove it")
+            throw SystemError(operation: "lock", path: path, reason: "it is not a plain file of the agent's; remove it")
         }
         guard info.st_uid == geteuid() else {
-            throw StoreError(
+            throw SystemError(
                 operation: "lock", path: path,
                 reason: "it belongs to uid \(info.st_uid), not to this agent (uid \(geteuid())); remove it, and make the hosts directory writable by root only")
         }
         // Created 0600; a mode loosened since (by hand) would let others open it and take the lock.
         if info.st_mode & 0o077 != 0 && fchmod(fd.raw, 0o600) != 0 {
-            throw StoreError(operation: "lock", path: path, errno: errno)
+            throw SystemError(operation: "lock", path: path, errno: errno)
         }
         return fd
     }

@@ -13,19 +13,15 @@ import RegistryMirrorCore
 /// directory names they touched; an empty set means anything may have changed (the hosts directory
 /// itself came or went).
 public enum HostsDirectoryWatch {
-    public struct Unavailable: Error, Sendable {
-        public var reason: String
-    }
-
-    public static func start(root: String) -> Result<AsyncStream<Set<String>>, Unavailable> {
+    public static func start(root: String) -> Result<AsyncStream<Set<String>>, SystemError> {
         let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        guard fd >= 0 else { return .failure(Unavailable(reason: "inotify: \(String(cString: strerror(errno)))")) }
+        guard fd >= 0 else { return .failure(SystemError(operation: "watch the hosts directory", reason: "inotify: \(String(cString: strerror(errno)))")) }
         let (stream, sink) = AsyncStream.makeStream(of: Set<String>.self, bufferingPolicy: .bufferingNewest(64))
         let watcher = Watcher(fd: fd, root: root, sink: sink)
         let rc = startDetachedThread(named: "ccr-hostsdir") { watcher.run() }
         guard rc == 0 else {
             close(fd)
-            return .failure(Unavailable(reason: "cannot start its thread: \(String(cString: strerror(rc)))"))
+            return .failure(SystemError(operation: "watch the hosts directory", reason: "cannot start its thread: \(String(cString: strerror(rc)))"))
         }
         return .success(stream)
     }

@@ -7,17 +7,12 @@ import Synchronization
 /// request going past a host (`ContainerdLog`), read with libsystemd's sd_journal API
 /// (docs/design.md §6.1). Nothing here writes to the journal or needs a privilege beyond reading it.
 public enum ContainerdJournal {
-    /// Why the journal could not be read.
-    public struct Unreadable: Error, Sendable {
-        public var reason: String
-    }
-
     /// At most this many entries of the unit are looked at in one `recent` call: a chatty containerd
     /// cannot make `check` slow.
     static let scanLimit = 200_000
 
     /// The events `unit` logged in the last `window` seconds, oldest first.
-    public static func recent(unit: String, window: Double) -> Result<[ContainerdLog.Event], Unreadable> {
+    public static func recent(unit: String, window: Double) -> Result<[ContainerdLog.Event], SystemError> {
         let journal: Journal
         switch Journal.open(unit: unit) {
         case .success(let opened): journal = opened
@@ -39,12 +34,12 @@ public enum ContainerdJournal {
 
     /// Follows `unit`'s new entries from now on, on a thread of its own (sd_journal_wait blocks), and
     /// yields each event. A failure, with the reason, when the journal cannot be opened.
-    public static func follow(unit: String) -> Result<AsyncStream<ContainerdLog.Event>, Unreadable> {
+    public static func follow(unit: String) -> Result<AsyncStream<ContainerdLog.Event>, SystemError> {
         follow(match: "_SYSTEMD_UNIT=\(unit)")
     }
 
     /// `follow(unit:)` for any journal match (`FIELD=value`); the test tool follows its own entries.
-    public static func follow(match: String) -> Result<AsyncStream<ContainerdLog.Event>, Unreadable> {
+    public static func follow(match: String) -> Result<AsyncStream<ContainerdLog.Event>, SystemError> {
         let reader: Reader
         switch Reader.open(match: match) {
         case .success(let opened): reader = opened
@@ -76,7 +71,7 @@ public enum ContainerdJournal {
         }
 
         /// Opens the journal, matched on `match`; the first pass reads what came after this call.
-        public static func open(match: String) -> Result<Reader, Unreadable> {
+        public static func open(match: String) -> Result<Reader, SystemError> {
             var now = timespec()
             clock_gettime(CLOCK_REALTIME, &now)
             let openedAt = UInt64(max(0, now.tv_sec)) * 1_000_000 + UInt64(max(0, now.tv_nsec)) / 1000
@@ -121,18 +116,18 @@ public enum ContainerdJournal {
 
         private init(handle: OpaquePointer) { self.handle = handle }
 
-        static func open(unit: String) -> Result<Journal, Unreadable> { open(match: "_SYSTEMD_UNIT=\(unit)") }
+        static func open(unit: String) -> Result<Journal, SystemError> { open(match: "_SYSTEMD_UNIT=\(unit)") }
 
-        static func open(match: String) -> Result<Journal, Unreadable> {
+        static func open(match: String) -> Result<Journal, SystemError> {
             var handle: OpaquePointer?
             let rc = sd_journal_open(&handle, Int32(SD_JOURNAL_LOCAL_ONLY | SD_JOURNAL_SYSTEM))
             guard rc >= 0, let handle else {
-                return .failure(Unreadable(reason: "cannot open the journal: \(String(cString: strerror(-rc)))"))
+                return .failure(SystemError(operation: "read the journal", reason: "cannot open the journal: \(String(cString: strerror(-rc)))"))
             }
             let added = match.withCString { sd_journal_add_match(handle, $0, 0) }
             guard added >= 0 else {
                 sd_journal_close(handle)
-                return .failure(Unreadable(reason: "cannot match \(match): \(String(cString: strerror(-added)))"))
+                return .failure(SystemError(operation: "read the journal", reason: "cannot match \(match): \(String(cString: strerror(-added)))"))
             }
             return .success(Journal(handle: handle))
         }

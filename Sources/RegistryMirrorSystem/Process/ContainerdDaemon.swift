@@ -7,10 +7,6 @@ import RegistryMirrorCore
 /// of the running daemon (gRPC `Version` over its socket, spoken by libcurl as HTTP/2 without TLS) or,
 /// failing that, of the binary (`containerd --version`); and when the daemon started.
 public enum ContainerdDaemon {
-    public struct Failure: Error, Sendable {
-        public var reason: String
-    }
-
     /// How long one question to containerd may take at most (the socket, or `containerd --version`).
     public static let questionTimeout: Duration = .seconds(2)
 
@@ -55,12 +51,12 @@ public enum ContainerdDaemon {
     }
 
     /// gRPC `containerd.services.version.v1.Version/Version` on the unix socket `address`.
-    public static func version(address: String, timeout: Duration = questionTimeout) -> Result<ContainerdVersion, Failure> {
+    public static func version(address: String, timeout: Duration = questionTimeout) -> Result<ContainerdVersion, SystemError> {
         var st = stat()
-        guard stat(address, &st) == 0 else { return .failure(Failure(reason: "\(address): \(String(cString: strerror(errno)))")) }
-        guard (st.st_mode & S_IFMT) == S_IFSOCK else { return .failure(Failure(reason: "\(address) is not a socket")) }
+        guard stat(address, &st) == 0 else { return .failure(SystemError(operation: "ask containerd", reason: "\(address): \(String(cString: strerror(errno)))")) }
+        guard (st.st_mode & S_IFMT) == S_IFSOCK else { return .failure(SystemError(operation: "ask containerd", reason: "\(address) is not a socket")) }
         _ = CurlGlobal.ready
-        guard let easy = curl_easy_init() else { return .failure(Failure(reason: "curl_easy_init failed")) }
+        guard let easy = curl_easy_init() else { return .failure(SystemError(operation: "ask containerd", reason: "curl_easy_init failed")) }
         defer { curl_easy_cleanup(easy) }
         var headers: UnsafeMutablePointer<curl_slist>?
         headers = curl_slist_append(headers, "content-type: application/grpc")
@@ -86,29 +82,29 @@ public enum ContainerdDaemon {
             return curl_easy_perform(easy)
         }
         guard code == CURLE_OK else {
-            return .failure(Failure(reason: "no answer from \(address): \(String(cString: curl_easy_strerror(code)))"))
+            return .failure(SystemError(operation: "ask containerd", reason: "no answer from \(address): \(String(cString: curl_easy_strerror(code)))"))
         }
         var status = 0
         ccr_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
         let bytes = Array(UnsafeBufferPointer(start: storage, count: body.len))
         guard status == 200, let text = GRPCVersionReply.version(in: bytes) else {
-            return .failure(Failure(reason: "\(address) gave no version (HTTP \(status), \(bytes.count) bytes)"))
+            return .failure(SystemError(operation: "ask containerd", reason: "\(address) gave no version (HTTP \(status), \(bytes.count) bytes)"))
         }
         guard let version = ContainerdVersion(parsing: text) else {
-            return .failure(Failure(reason: "\(address) reported version \"\(text)\", which is not one"))
+            return .failure(SystemError(operation: "ask containerd", reason: "\(address) reported version \"\(text)\", which is not one"))
         }
         return .success(version)
     }
 
     /// `containerd --version` of the first containerd among the usual places (PATH is not trusted:
     /// the agent runs as root).
-    public static func binaryVersion(timeout: Duration = questionTimeout) -> Result<ContainerdVersion, Failure> {
+    public static func binaryVersion(timeout: Duration = questionTimeout) -> Result<ContainerdVersion, SystemError> {
         let candidates = ["/usr/bin/containerd", "/usr/local/bin/containerd", "/usr/sbin/containerd", "/usr/local/sbin/containerd"]
         guard let binary = candidates.first(where: { access($0, X_OK) == 0 }) else {
-            return .failure(Failure(reason: "no containerd binary in /usr/bin, /usr/local/bin, /usr/sbin"))
+            return .failure(SystemError(operation: "ask containerd", reason: "no containerd binary in /usr/bin, /usr/local/bin, /usr/sbin"))
         }
         guard let output = run(binary, ["--version"], timeout: timeout) else {
-            return .failure(Failure(reason: "\(binary) --version did not answer"))
+            return .failure(SystemError(operation: "ask containerd", reason: "\(binary) --version did not answer"))
         }
         // "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1": the third field
         // (containerd.io packages print "containerd containerd.io 1.7.24 <commit>").
@@ -116,7 +112,7 @@ public enum ContainerdDaemon {
         for field in fields.dropFirst(2) {
             if let v = ContainerdVersion(parsing: String(field)) { return .success(v) }
         }
-        return .failure(Failure(reason: "\(binary) --version printed no version: \(output.prefix(120))"))
+        return .failure(SystemError(operation: "ask containerd", reason: "\(binary) --version printed no version: \(output.prefix(120))"))
     }
 
     /// When the daemon listening at `address` started (seconds since the epoch): its process, found
