@@ -2,6 +2,7 @@
 #define CCR_LINUX_SHIM_H
 // Linux calls that Glibc's Swift overlay does not show without _GNU_SOURCE, or that are variadic.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -26,4 +27,10 @@ static inline int ccr_set_thread_name(const char *name) {
 /// pick a module the calling Swift file does not import, so these calls are made here.
 static inline int ccr_stream_socket(int domain) { return socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0); }
 static inline int ccr_datagram_socket(int domain) { return socket(domain, SOCK_DGRAM | SOCK_CLOEXEC, 0); }
+
+#ifndef POLLRDHUP
+#define POLLRDHUP 0x2000
+#endif
+/// poll(2)'s POLLRDHUP (the peer shut its side down), shown only with _GNU_SOURCE.
+static inline short ccr_pollrdhup(void) { return POLLRDHUP; }
 #endif

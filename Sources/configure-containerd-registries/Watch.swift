@@ -72,7 +72,7 @@ struct Watch: AsyncParsableCommand {
                 } catch {
                     return .failure(Watcher.ReloadError(lines: error.lines))
                 }
-            }, resolver: CAresResolver(), stopFlag: stopFlag)
+            }, resolver: CAresResolver(), stopFlag: stopFlag, connections: TCPConnections.shared)
         let status = await watcher.run(
             stop: Signals.stream(raising: stopFlag), hangup: Signals.stream([SIGHUP]), bypasses: containerdBypasses(config, logger: logger),
             files: fileWatch(config, logger: logger))

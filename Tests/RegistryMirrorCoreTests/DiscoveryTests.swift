@@ -78,7 +78,8 @@ struct DiscoveryTests {
 
     static func config(_ urls: [String] = [url], readinessProbe: Bool = true) -> AgentConfig {
         var c = AgentConfig()
-        c.discovery = Discovery(servers: [.init(address: "127.0.0.1", port: 5353)])
+        // Lookups as often as the (20 ms) rounds: the tests below time them against the probes.
+        c.discovery = Discovery(servers: [.init(address: "127.0.0.1", port: 5353)], lookupInterval: .milliseconds(20))
         c.registries = [Registry(upstream: "docker.io", readinessProbe: readinessProbe, hosts: urls.map { MirrorHost(url: $0) })]
         c.probe.initialInterval = .milliseconds(5)
         c.probe.maxInterval = .milliseconds(10)
@@ -307,41 +308,44 @@ struct DiscoveryTests {
 
 
 
-    @Test("watch, manual clock: the name is looked up at each round (2.4 s), and 200 ms after a failed probe of its address rather than at the next round")
+    /// Moves the manual clock from sleeper to sleeper until `done` holds or the clock passes `limit`,
+    /// each time once the run is at rest: `sleepers` asleep (the round's ticker and the lookup's
+    /// timer), none of them due. Returns the clock's time then.
+    static func advance(_ clock: ManualClock, until limit: Duration, sleepers: Int = 2, _ done: () -> Bool) async -> Duration {
+        while !done() {
+            _ = await eventuallyTrue { clock.sleeperCount >= sleepers && clock.nextDeadline.map { $0 > clock.now.offset } == true }
+            guard let next = clock.nextDeadline, next <= limit else { break }
+            clock.advance(to: next)
+            if done() { break }
+        }
+        return clock.now.offset
+    }
+
+    @Test("watch, manual clock: a name with addresses is looked up every lookup_interval (30 s, jitter 1: 36 s), and at once when a probe of its address fails")
     func lookupTiming() async {
         let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
         let prober = SettableProber(up: ["http://10.0.0.1:5000"])
         var config = Self.config()
         config.probe = ProbeSettings()
+        config.discovery?.lookupInterval = .seconds(30)
         let watch = ManualWatch(config: config, prober: prober, resolver: resolver)
         let (clock, store) = (watch.clock, watch.store)
         #expect(await eventuallyTrue { Self.hosts(in: store.content("docker.io")) == ["http://10.0.0.1:5000"] })
         #expect(resolver.count(Self.name) == 1)
-        // Rounds every 2.4 s (jitter 1): one lookup each, and nothing in between. (Instants are
-        // floating point: the clock is moved to the sleepers' own deadline.)
-        func near(_ at: Duration) -> Bool { clock.nextDeadline.map { $0 - at < .microseconds(1) && at - $0 < .microseconds(1) } == true }
-        for round in 1...2 {
-            let at = Duration.milliseconds(2_400 * round)
-            #expect(await eventuallyTrue { near(at) }, "next sleeper at \(at): \(String(describing: clock.nextDeadline))")
-            clock.advance(to: at - .milliseconds(1))
-            #expect(resolver.count(Self.name) == round)
-            clock.advance(to: clock.nextDeadline ?? at)
-            #expect(await eventuallyTrue { resolver.count(Self.name) == round + 1 }, "lookup at round \(round)")
-            #expect(await eventuallyTrue { prober.count("http://10.0.0.1:5000") == round + 1 }, "probe at round \(round)")
-        }
-        // The cache dies: the round's probe fails, and the name is asked again 200 ms after the
-        // round's lookup (initial_interval apart), not 2.4 s later.
+        // 15 rounds of probes (2.4 s each) pass without a lookup; the second comes at 36 s.
+        let second = await Self.advance(clock, until: .seconds(40)) { resolver.count(Self.name) == 2 }
+        #expect(resolver.count(Self.name) == 2 && abs((second - .seconds(36)) / .milliseconds(1)) < 1, "second lookup at \(second)")
+        #expect(prober.count("http://10.0.0.1:5000") >= 15, "the rounds went on: \(prober.count("http://10.0.0.1:5000")) probes")
+        // The cache dies: the next round's probe fails, and the name is asked again at once.
         prober.set("http://10.0.0.1:5000", up: false)
-        #expect(await eventuallyTrue { near(.milliseconds(7_200)) }, "\(String(describing: clock.nextDeadline)) \(clock.sleeperCount)")
-        clock.advance(to: clock.nextDeadline ?? .milliseconds(7_200))
-        #expect(await eventuallyTrue { resolver.count(Self.name) == 4 && prober.count("http://10.0.0.1:5000") == 4 })
-        #expect(await eventuallyTrue { near(.milliseconds(7_400)) }, "\(String(describing: clock.nextDeadline))")
-        clock.advance(to: clock.nextDeadline ?? .milliseconds(7_400))
-        #expect(await eventuallyTrue { resolver.count(Self.name) == 5 }, "a lookup 200 ms after the failed probe: \(resolver.count(Self.name))")
+        let probes = prober.count("http://10.0.0.1:5000")
+        let failed = await Self.advance(clock, until: .seconds(45)) { prober.count("http://10.0.0.1:5000") > probes }
+        #expect(await eventuallyTrue { resolver.count(Self.name) == 3 }, "a lookup at the failed probe (\(failed)): \(resolver.count(Self.name))")
+        #expect(clock.now.offset == failed, "with the clock standing still")
         #expect(await watch.stop() == .ok)
     }
 
-    @Test("a name two registries share (one cache for two upstreams) is looked up once per round, not once per registry")
+    @Test("a name two registries share (one cache for two upstreams) is looked up once per lookup_interval, not once per registry")
     func sharedNameLookedUpOnce() async {
         var config = Self.config()
         config.registries.append(Registry(upstream: "quay.io", hosts: [MirrorHost(url: Self.url)]))
@@ -357,20 +361,15 @@ struct DiscoveryTests {
         #expect(Self.hosts(in: store.content("docker.io")) == [address] && Self.hosts(in: store.content("quay.io")) == [address])
 
         config.probe = ProbeSettings()
+        config.discovery?.lookupInterval = .seconds(30)
         let resolver = SettableResolver([Self.name: .addresses(["10.0.0.1"])])
         let watch = ManualWatch(config: config, prober: SettableProber(up: [address]), resolver: resolver)
         let (clock, files) = (watch.clock, watch.store)
         #expect(await eventuallyTrue { Self.hosts(in: files.content("docker.io")) == [address] && Self.hosts(in: files.content("quay.io")) == [address] })
         #expect(resolver.count(Self.name) == 1)
-        for round in 1...2 {
-            let at = Duration.milliseconds(2_400 * round)
-            #expect(await eventuallyTrue { clock.nextDeadline.map { abs(($0 - at) / .microseconds(1)) < 1 } == true })
-            clock.advance(to: clock.nextDeadline ?? at)
-            #expect(await eventuallyTrue { resolver.count(Self.name) == round + 1 }, "lookup at round \(round)")
-        }
-        // Settled: no second lookup of the name hides behind the first.
-        await Task.yield()
-        #expect(resolver.count(Self.name) == 3)
+        _ = await Self.advance(clock, until: .seconds(75)) { false }
+        // Lookups at 0, 36 and 72 s: once per interval for both registries.
+        #expect(resolver.count(Self.name) == 3, "\(resolver.count(Self.name)) lookups in 75 s")
         #expect(await watch.stop() == .ok)
     }
 

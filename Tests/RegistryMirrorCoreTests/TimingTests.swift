@@ -225,14 +225,14 @@ struct ManualWatch {
     init(
         config: AgentConfig, prober: any MirrorProber, clock: ManualClock = ManualClock(), metrics: (any MetricsSink)? = nil,
         wallClock: @escaping @Sendable () -> Double = { 0 }, resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)? = nil,
-        resolver: (any ServiceResolver)? = nil
+        resolver: (any ServiceResolver)? = nil, connections: (any ConnectionChecker)? = nil, random: RandomSource = .scripted([1])
     ) {
         self.clock = clock
         let watcher = Watcher(
             config: config, prober: prober, store: store, notifier: SilentNotifier(), metrics: metrics,
             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, watchdogInterval: nil, wallClock: wallClock,
-            resolveTarget: resolveTarget, reloadConfig: { .failure(.init(lines: [])) }, clock: AgentClock(clock), random: .scripted([1]),
-            resolver: resolver)
+            resolveTarget: resolveTarget, reloadConfig: { .failure(.init(lines: [])) }, clock: AgentClock(clock), random: random,
+            resolver: resolver, connections: connections)
         let (stop, trigger) = AsyncStream.makeStream(of: Void.self)
         let (hangup, _) = AsyncStream.makeStream(of: Void.self)
         let (log, containerd) = AsyncStream.makeStream(of: ContainerdLog.Event.self)

@@ -78,6 +78,7 @@ extension Reader {
         let durations: [(String, WritableKeyPath<ProbeSettings, GoDuration>)] = [
             ("connect_timeout", \.connectTimeout), ("timeout", \.timeout), ("initial_interval", \.initialInterval),
             ("max_interval", \.maxInterval), ("deadline", \.deadline), ("watch_interval", \.watchInterval),
+            ("request_interval", \.requestInterval),
         ]
         let thresholds: [(String, WritableKeyPath<ProbeSettings, Int>)] = [
             ("failure_threshold", \.failureThreshold), ("success_threshold", \.successThreshold),
@@ -111,6 +112,11 @@ extension Reader {
                 problem("probe.\(key)", "\(d) is below 1ms", "write at least \"1ms\", e.g. \(key) = \"1s\"")
             }
         }
+        if probe.requestInterval < probe.watchInterval {
+            problem(
+                "probe.request_interval", "\(probe.requestInterval) is shorter than watch_interval \(probe.watchInterval)",
+                "make request_interval at least watch_interval (equal: an HTTP probe every round)")
+        }
         if probe.initialInterval > probe.maxInterval {
             problem(
                 "probe.initial_interval", "\(probe.initialInterval) is longer than max_interval \(probe.maxInterval)",
@@ -120,7 +126,7 @@ extension Reader {
 
     /// `[discovery]`: the DNS servers to ask, the cluster domain, the time one query may take.
     mutating func readDiscovery(_ t: TOMLTable) -> Discovery {
-        rejectUnknownKeys(t, at: "discovery", known: ["dns_servers", "domain", "timeout"])
+        rejectUnknownKeys(t, at: "discovery", known: ["dns_servers", "domain", "timeout", "lookup_interval"])
         var discovery = Discovery(servers: [])
         if let value = t["dns_servers"], let list = strings(value, at: "discovery.dns_servers", example: "dns_servers = [\"10.96.0.10\"]") {
             for (i, text) in list.enumerated() {
@@ -151,6 +157,13 @@ extension Reader {
                 problem("discovery.timeout", "\(d) is longer than a minute", "write e.g. timeout = \"1s\"")
             } else {
                 discovery.timeout = d
+            }
+        }
+        if let d = duration(t, "lookup_interval", at: "discovery.lookup_interval") {
+            if d < .milliseconds(1) {
+                problem("discovery.lookup_interval", "\(d) is below 1ms", "write e.g. lookup_interval = \"30s\"")
+            } else {
+                discovery.lookupInterval = d
             }
         }
         return discovery

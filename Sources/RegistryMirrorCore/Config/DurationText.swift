@@ -3,7 +3,7 @@ extension Duration {
     var fractionalSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 
     /// `3.0ms`, `1134ms`: how log lines and `plan` show a latency.
-    var millisecondsText: String {
+    public var millisecondsText: String {
         let ms = fractionalSeconds * 1000
         return ms < 10 ? "\((ms * 10).rounded() / 10)ms" : "\(Int(ms.rounded()))ms"
     }

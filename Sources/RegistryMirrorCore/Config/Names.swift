@@ -71,7 +71,7 @@ public enum Names {
 
     /// Dotted decimal without leading zeros: curl reads `127.0.0.010` as octal (127.0.0.8) while Go,
     /// and so containerd, takes it for a host name to look up; the two would not meet.
-    static func isIPv4(_ text: Substring) -> Bool {
+    public static func isIPv4(_ text: Substring) -> Bool {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         return parts.count == 4
             && parts.allSatisfy { p in
@@ -100,7 +100,7 @@ public enum Names {
     }
 
     /// An IPv6 address without a zone.
-    static func isIPv6(_ text: Substring) -> Bool {
+    public static func isIPv6(_ text: Substring) -> Bool {
         guard !text.isEmpty else { return false }
         let halves = splitOnDoubleColon(String(text))
         guard halves.count <= 2 else { return false }

@@ -68,11 +68,17 @@ public struct Discovery: Sendable, Hashable {
     public var domain: String
     /// How long one query may take (per server and attempt).
     public var timeout: GoDuration
+    /// watch: how often a name with addresses is looked up again (±20%), besides at once when a probe
+    /// of one of its addresses fails.
+    public var lookupInterval: GoDuration
 
-    public init(servers: [Server], domain: String = Discovery.defaultDomain, timeout: GoDuration = .seconds(1)) {
+    public init(
+        servers: [Server], domain: String = Discovery.defaultDomain, timeout: GoDuration = .seconds(1), lookupInterval: GoDuration = .seconds(30)
+    ) {
         self.servers = servers
         self.domain = domain
         self.timeout = timeout
+        self.lookupInterval = lookupInterval
     }
 
     /// The Service name a host URL names, when its host is a DNS name under `domain` (lowercased,
@@ -89,7 +95,7 @@ public struct Discovery: Sendable, Hashable {
 
 extension HostURL {
     /// The host of an authority, without the port (IPv6 literals keep their brackets).
-    static func hostPart(_ authority: String) -> String {
+    public static func hostPart(_ authority: String) -> String {
         if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
             return String(authority[...close])
         }

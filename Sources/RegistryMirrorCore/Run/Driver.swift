@@ -51,6 +51,8 @@ struct Driver: Sendable {
         var wallClock: @Sendable () -> Double = { 0 }
         var reloadConfig: Watcher.ConfigSource?
         var resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)?
+        /// Connection checks and held connections between HTTP probes; nil: HTTP every round.
+        var connections: (any ConnectionChecker)?
     }
 
     /// A running probe or lookup loop.
@@ -356,12 +358,13 @@ struct Driver: Sendable {
         run.nextLoop += 1
         let id = run.nextLoop
         let sink = shared.sink
-        let loop = ProbeLoop(
+        var loop = ProbeLoop(
             host: host, schedule: schedule(for: run.state), prober: prober, clock: clock, random: random, rounds: shared.rounds,
             ticker: shared.ticker
         ) { tracker, changed in
             sink.yield(.probed(key, loop: id, tracker, changed: changed))
         }
+        if mode == .watch { loop.connections = watch.connections }
         let (events, wake) = AsyncStream.makeStream(of: ProbeLoop.Event.self)
         let task = Task { await loop.run(seed: seed, justProbed: justProbed, events: events, wake: wake) }
         run.probes[key] = (Handle(id: id, task: task, wake: wake), host, probeSettings(for: run.state))
@@ -376,8 +379,11 @@ struct Driver: Sendable {
         let id = run.nextLoop
         let sink = shared.sink
         let loop = LookupLoop(
-            name: name, discovery: discovery, schedule: LookupSchedule(kind: mode == .apply ? .apply : .watch, settings: run.state.config.probe),
-            resolver: resolver, clock: clock, random: random, rounds: shared.rounds, ticker: shared.ticker
+            name: name, discovery: discovery,
+            schedule: LookupSchedule(
+                kind: mode == .apply ? .apply : .watch, settings: run.state.config.probe,
+                lookupInterval: discovery?.lookupInterval.duration ?? .seconds(30)),
+            resolver: resolver, clock: clock, random: random
         ) { resolution in
             sink.yield(.resolved(name, loop: id, resolution))
         }

@@ -1,6 +1,5 @@
 /// One Service name's lookups, for apply and watch alike (docs/design.md §4.1): when the next goes
-/// out is `LookupSchedule`'s call; a lookup due at a round waits for the run's `RoundTicker` with the
-/// steady hosts, any other wait is one timer task. A request (`ask`: a probe of its address failed)
+/// out is `LookupSchedule`'s call; each wait is one timer task (every `lookup_interval` once steady). A request (`ask`: a probe of its address failed)
 /// can move the next lookup forward. Ends when its task is cancelled.
 struct LookupLoop: Sendable {
     enum Event: Sendable {
@@ -14,8 +13,6 @@ struct LookupLoop: Sendable {
     let resolver: (any ServiceResolver)?
     let clock: AgentClock
     let random: RandomSource
-    let rounds: RoundSchedule
-    let ticker: RoundTicker
     /// Receives each answer that differs from the one before (the same answer again changes nothing,
     /// so the run's loop is not woken for it).
     let report: @Sendable (Resolution) -> Void
@@ -25,17 +22,11 @@ struct LookupLoop: Sendable {
         var known = known
         var failures = 0
         var iterator = events.makeAsyncIterator()
-        // Whether `due` is a round start (the ticker wakes the loop then) or another instant.
-        var dueIsRound = false
-        let start = clock.now
-        var due = schedule.first(known: known, now: start) {
-            dueIsRound = true
-            return rounds.next(after: start)
-        }
+        var due = schedule.first(known: known, now: clock.now, unit: random.unit())
         var lastStart: Duration?
         var lastSent: Resolution?
-        // The wake-up waited for: a round (from the ticker, no task) or another instant (a task).
-        var timer: (at: Duration, task: Task<Void, Never>?)?
+        // The wake-up waited for.
+        var timer: (at: Duration, task: Task<Void, Never>)?
         while !Task.isCancelled {
             if due <= clock.now {
                 lastStart = clock.now
@@ -51,12 +42,7 @@ struct LookupLoop: Sendable {
                 } else {
                     failures += 1
                 }
-                let after = clock.now
-                dueIsRound = false
-                due = schedule.next(known: known, failures: failures, now: after, unit: random.unit()) {
-                    dueIsRound = true
-                    return rounds.next(after: after)
-                }
+                due = schedule.next(known: known, failures: failures, now: clock.now, unit: random.unit())
                 continue
             }
             if schedule.kind == .apply {
@@ -65,27 +51,19 @@ struct LookupLoop: Sendable {
                 continue
             }
             if timer?.at != due {
-                timer?.task?.cancel()
+                timer?.task.cancel()
                 let at = due
-                if dueIsRound {
-                    // A round: the run's one timer wakes it with the steady hosts.
-                    ticker.wake(at: at) { _ in wake.yield(.timer) }
-                    timer = (at, nil)
-                } else {
-                    timer = (at, Task {
-                        await clock.sleep(until: at)
-                        if !Task.isCancelled { wake.yield(.timer) }
-                    })
-                }
+                timer = (at, Task {
+                    await clock.sleep(until: at)
+                    if !Task.isCancelled { wake.yield(.timer) }
+                })
             }
             guard let event = await iterator.next(), !Task.isCancelled else { break }
             if case .ask = event {
-                let asked = schedule.asked(due: due, now: clock.now, lastStart: lastStart)
-                if asked != due { dueIsRound = false }
-                due = asked
+                due = schedule.asked(due: due, now: clock.now, lastStart: lastStart)
             }
         }
-        timer?.task?.cancel()
+        timer?.task.cancel()
         wake.finish()
     }
 }

@@ -4,8 +4,11 @@
 /// (`poke`). A host whose next probe is the round waits for the run's `RoundTicker` (one timer for all
 /// of them); other plans get one timer task, replaced when the plan changes, except a steady host's
 /// silence, which a `SilenceReportingProber` reports without a timer. A steady round thus costs a
-/// host one wake-up and one probe. The loop ends when its task is cancelled (the host is no longer
-/// probed, or the run ends) or when the schedule is done with the host (apply: it is up).
+/// host one wake-up and one probe. With `connections` (watch), a steady host's rounds are connection
+/// checks but every `requestEvery`-th, which is the HTTP probe, and an idle connection is kept to it:
+/// its loss, or a failed check, brings HTTP probes at once (docs/design.md §6.3). The loop ends when
+/// its task is cancelled (the host is no longer probed, or the run ends) or when the schedule is
+/// done with the host (apply: it is up).
 struct ProbeLoop: Sendable {
     /// What wakes the loop.
     enum Event: Sendable {
@@ -15,6 +18,10 @@ struct ProbeLoop: Sendable {
         case round(Duration)
         /// containerd went past the host: probe it now, unless as many probes as may be are out.
         case poke
+        /// A connection check's outcome (nil: the host cannot be checked so).
+        case checked(ProbeResult?, launched: Duration)
+        /// The idle connection kept to the host broke: probe it now.
+        case lost(String)
     }
 
     let host: MirrorHost
@@ -24,6 +31,8 @@ struct ProbeLoop: Sendable {
     let random: RandomSource
     let rounds: RoundSchedule
     let ticker: RoundTicker
+    /// Connection-level signals between HTTP probes (watch); nil: every probe is an HTTP probe.
+    var connections: (any ConnectionChecker)? = nil
     /// Receives each result's tracker, and whether it moved the host in or out of its file.
     let report: @Sendable (HostTracker, Bool) -> Void
 
@@ -36,8 +45,18 @@ struct ProbeLoop: Sendable {
         if justProbed { moment.lastLaunch = clock.now }
         // The launch instant of the probe the prober called silent.
         var silenced: Duration?
+        // Connection signals: the rounds left before the next HTTP probe (a random phase, so nodes
+        // that start together do not send their requests together), whether the host can be checked
+        // by connection at all, and the idle connection kept to it while it is steady.
+        let requestEvery = connections == nil ? nil : schedule.requestEvery
+        var roundsToRequest = requestEvery.map { Int(random.unit() * Double($0)) % $0 } ?? 0
+        var checkable = requestEvery != nil
+        var held: (any HeldConnection)?
+        defer { held?.close() }
         var iterator = events.makeAsyncIterator()
         var poked = false
+        // The idle connection broke: probe now, whatever the spacing (a killed cache is news at once).
+        var urgent = false
         await withDiscardingTaskGroup { group in
             var timer: (id: Int, at: Duration, task: Task<Void, Never>)?
             var timers = 0
@@ -56,16 +75,32 @@ struct ProbeLoop: Sendable {
                 // containerd went past this host: probe it now, whatever the plan, unless a probe went
                 // out less than initial_interval ago (a pull's burst of log lines is one piece of news).
                 let pokeNow =
-                    poked && moment.inFlight.count < schedule.maxInFlight
-                    && moment.lastLaunch.map { now - $0 >= schedule.settings.initialInterval.duration } != false
+                    (urgent && moment.inFlight.count < schedule.maxInFlight)
+                    || (poked && moment.inFlight.count < schedule.maxInFlight
+                        && moment.lastLaunch.map { now - $0 >= schedule.settings.initialInterval.duration } != false)
                 poked = false
+                if pokeNow { urgent = false }
                 if pokeNow || plan.map({ $0 <= now }) == true {
-                    let silentAfter = schedule.awaitsSilence(tracker, inFlight: moment.inFlight.count + 1) ? schedule.silence : nil
+                    let steadyRound = !pokeNow && tracker.inFile == true && tracker.consecutiveFailures == 0 && moment.inFlight.isEmpty
                     moment.inFlight.append(now)
                     moment.lastLaunch = now
                     moment.unit = random.unit()
                     round = nil
                     let settings = schedule.settings
+                    if steadyRound, checkable, let connections, let requestEvery {
+                        if held == nil {
+                            held = connections.hold(host) { reason in wake.yield(.lost(reason)) }
+                        }
+                        if roundsToRequest > 0 {
+                            // A round between HTTP probes: a connection check, which the cache does not see.
+                            roundsToRequest -= 1
+                            let timeout = settings.connectTimeout.duration
+                            group.addTask { wake.yield(.checked(await connections.connect(host, timeout: timeout), launched: now)) }
+                            continue
+                        }
+                        roundsToRequest = requestEvery - 1
+                    }
+                    let silentAfter = schedule.awaitsSilence(tracker, inFlight: moment.inFlight.count) ? schedule.silence : nil
                     group.addTask {
                         let result: ProbeResult
                         if let reporter, let silentAfter {
@@ -118,7 +153,28 @@ struct ProbeLoop: Sendable {
                     moment.lastResult = clock.now
                     moment.unit = random.unit()
                     let changed = tracker.record(result, settings: schedule.settings)
+                    if tracker.inFile != true {
+                        held?.close()
+                        held = nil
+                    }
                     report(tracker, changed)
+                case .checked(let result, let launched):
+                    if let i = moment.inFlight.firstIndex(of: launched) { moment.inFlight.remove(at: i) }
+                    guard let result else {
+                        // Not to be checked by connection (a host named by DNS name): HTTP every round.
+                        checkable = false
+                        roundsToRequest = 0
+                        poked = true
+                        continue
+                    }
+                    // Only bad news counts: a connection made says nothing of the registry behind it.
+                    guard !result.isUp else { continue }
+                    moment.lastResult = clock.now
+                    let changed = tracker.record(result, settings: schedule.settings)
+                    report(tracker, changed)
+                case .lost:
+                    held = nil
+                    urgent = true
                 }
             }
             timer?.task.cancel()

@@ -14,6 +14,9 @@ protocol ProbeSchedule: Sendable {
     func awaitsSilence(_ tracker: HostTracker, inFlight: Int) -> Bool
     /// How long a steady host's probe may stay unanswered before another goes out beside it.
     var silence: Duration { get }
+    /// With connection checks to be had: a steady host's rounds per HTTP probe (the others are
+    /// checks). Nil: every probe is an HTTP probe (apply).
+    var requestEvery: Int? { get }
 }
 
 /// What a schedule decides from, besides the tracker: the probes out, the last launch and answer.
@@ -72,6 +75,8 @@ struct ApplyTiming: ProbeSchedule {
     func isDone(_ tracker: HostTracker) -> Bool { tracker.last?.isUp == true }
 
     func awaitsSilence(_ tracker: HostTracker, inFlight: Int) -> Bool { false }
+
+    var requestEvery: Int? { nil }
 
     func next(_ tracker: HostTracker, _ moment: ProbeMoment, round: () -> Duration) -> Duration? {
         guard let launched = moment.lastLaunch else { return .zero }

@@ -1,7 +1,8 @@
 /// When watch sends a host's next probe (docs/design.md §6). Probes do not wait for each other: a
 /// probe that hangs or a SYN that is dropped must not hold back the evidence that follows it.
 ///
-/// - steady and in the file: once a round (`RoundSchedule`); a probe unanswered after `silence`
+/// - steady and in the file: once a round (`RoundSchedule`): a connection check (`ConnectionChecker`),
+///   and the HTTP probe every `requestEvery` rounds; a probe unanswered after `silence`
 ///   (a quarter of `timeout`, 200-500 ms) gets company at once, as a failure would;
 /// - in the file and failing (or silent): a probe every `initial_interval`, so `failure_threshold`
 ///   failures are in hand about `timeout` after the first instead of `failure_threshold` timeouts later;
@@ -15,6 +16,13 @@ public struct ProbeTiming: Sendable {
     public init(_ settings: ProbeSettings) { self.settings = settings }
 
     public var maxInFlight: Int { max(settings.failureThreshold, settings.successThreshold, 1) }
+
+    /// A steady host's rounds per HTTP probe (`request_interval` / `watch_interval`, at least 1); the
+    /// other rounds are connection checks.
+    public var requestEvery: Int? {
+        let rounds = settings.requestInterval.duration / settings.watchInterval.duration
+        return max(1, Int(rounds.rounded()))
+    }
 
     /// How long a steady host's probe may stay unanswered before another goes out beside it.
     public var silence: Duration {

@@ -39,12 +39,14 @@ public struct Watcher: Sendable {
     ///   - reloadConfig: re-reads the config on SIGHUP.
     ///   - resolver: looks Service names up (`[discovery]`); nil: every lookup fails as "no resolver".
     ///   - stopFlag: raised on a stop request (the signal thread raises it too): ends a wait for the lock.
+    ///   - connections: connection checks and held connections between HTTP probes (docs/design.md
+    ///     §6.3); nil: an HTTP probe every round.
     public init(
         config: AgentConfig, prober: any MirrorProber, store: any HostsStore, notifier: any ServiceNotifier,
         metrics: (any MetricsSink)?, logger: Logger, watchdogInterval: Duration?,
         wallClock: @escaping @Sendable () -> Double, target: ContainerdTarget? = nil, resolveTarget: (@Sendable (AgentConfig) -> ContainerdTarget)? = nil,
         reloadConfig: @escaping ConfigSource, clock: AgentClock = .continuous, random: RandomSource = .system,
-        resolver: (any ServiceResolver)? = nil, stopFlag: StopFlag = StopFlag()
+        resolver: (any ServiceResolver)? = nil, stopFlag: StopFlag = StopFlag(), connections: (any ConnectionChecker)? = nil
     ) {
         let files = RegistryFiles(
             reconciler: HostsReconciler(store: store, logger: logger, lockWait: .until(nil, on: clock, or: stopFlag)), logger: logger,
@@ -56,7 +58,7 @@ public struct Watcher: Sendable {
             resolver: resolver, status: notifier, stopFlag: stopFlag, started: clock.now)
         driver.watch = Driver.WatchParts(
             notifier: notifier, metrics: metrics, watchdogInterval: watchdogInterval, wallClock: wallClock, reloadConfig: reloadConfig,
-            resolveTarget: resolveTarget)
+            resolveTarget: resolveTarget, connections: connections)
         self.driver = driver
     }
 
