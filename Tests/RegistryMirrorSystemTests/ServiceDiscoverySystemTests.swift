@@ -19,8 +19,11 @@ final class ServiceWorld: @unchecked Sendable {
         for address in addresses { caches[address] = try await RegistryCache(address: address, port: port) }
         dns = try await DNSMasq(hosts: record.map { "\($0) \(Self.name)\n" } ?? "")
         dir = try TempDir("ccr-svc")
-        // containerd_version pinned: no daemon here to ask.
-        try writeText(dir.sub("config.toml"), "containerd_version = \"2.1.9\"\ncontainerd_unit = \"\"\n")
+        // containerd_version pinned: no daemon here to ask. Lookups every second (default 30 s), so
+        // that a record's change is seen within these tests' waits; --cluster-dns gives the server.
+        try writeText(
+            dir.sub("config.toml"),
+            "containerd_version = \"2.1.9\"\ncontainerd_unit = \"\"\n[discovery]\ndns_servers = [\"\(dns.server)\"]\nlookup_interval = \"1s\"\n")
     }
 
     var url: String { "http://\(Self.name):\(port)" }

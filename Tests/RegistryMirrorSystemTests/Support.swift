@@ -313,6 +313,9 @@ final class TestServer: @unchecked Sendable {
 
     func stop() { child.stop() }
 
+    /// The server's process (SIGSTOP it to make a cache that accepts and never answers).
+    var pid: pid_t { child.pid }
+
     deinit { child.stop() }
 }
 
