@@ -23,7 +23,10 @@
 #      root file system refuses writes; SIGTERM ends it with 0 and leaves the files, and a new pod (a
 #      rolling update) takes over without the file ever missing; then deploy/uninstall's container
 #      removes them and puts the node's file back, its readiness `remove` exits 0, and SIGTERM ends it
-#      with 0. The pod's memory (cgroup) and CPU over IMAGE_MEASURE_SECONDS (default 60) are printed.
+#      with 0. The node's journal is a real systemd-journald's, with containerd logging into it as
+#      containerd.service: a pull that goes past the cache shows up in the pod's log (read through the
+#      mounted journal) and turns its readiness probe to exit 1 (not ready). The pod's memory (cgroup)
+#      and CPU over IMAGE_MEASURE_SECONDS (default 60) are printed.
 #
 # The output ends with "N passed, N failed"; exit 1 on any failure.
 # Environment: RELEASE_BIN (the --static-swift-stdlib release binary; default: built),
@@ -73,6 +76,12 @@ cleanup() {
     done
     namespace_down
     umount -R /run/containerd 2>/dev/null
+    # the cgroups this run made (rmdir removes only an empty one)
+    for c in /sys/fs/cgroup/*/ccr-img-$$ /sys/fs/cgroup/unified/ccrimg$$.slice/containerd.service \
+        /sys/fs/cgroup/unified/ccrimg$$.slice /sys/fs/cgroup/systemd/ccrimg$$.slice/containerd.service \
+        /sys/fs/cgroup/systemd/ccrimg$$.slice /sys/fs/cgroup/ccrimg$$.slice/containerd.service /sys/fs/cgroup/ccrimg$$.slice; do
+        [ -d "$c" ] && rmdir "$c" 2>/dev/null
+    done
     if [ "${IMAGE_KEEP:-0}" = 1 ]; then echo "work dir kept: $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
@@ -203,13 +212,52 @@ if ! { namespace_up 127.0.0.10 127.0.0.20 >"$T/logs/setup.log" 2>&1 \
     assert_summary
     exit 1
 fi
+# The node's journal: a real systemd-journald (on this namespace's /run/systemd, /var/log and
+# /run/log), and containerd in it as containerd.service: journald names an entry's unit after the
+# sender's cgroup, so containerd runs in a cgroup .../containerd.service of the hierarchy systemd
+# tracks units in (under a slice without a dash: a dash in a slice's name means a parent slice),
+# with its stderr on journald's stream socket (systemd-cat, which then becomes containerd). Without
+# journald the rest runs as before and the journal's checks are skipped.
+JOURNAL=0
+mkdir -p /run/systemd
+if [ -x /lib/systemd/systemd-journald ] && command -v systemd-cat >/dev/null && mount -t tmpfs -o mode=0755 tmpfs /run/systemd; then
+    /lib/systemd/systemd-journald >"$T/logs/journald.out" 2>&1 &
+    remember journald $!
+    for _ in $(seq 100); do [ -S /run/systemd/journal/stdout ] && break; sleep 0.05; done
+    if [ -d /sys/fs/cgroup/unified ] && grep -q ' /sys/fs/cgroup/unified cgroup2 ' /proc/self/mounts; then
+        UNIT_CG=/sys/fs/cgroup/unified/ccrimg$$.slice/containerd.service
+    elif grep -q ' /sys/fs/cgroup cgroup2 ' /proc/self/mounts; then
+        UNIT_CG=/sys/fs/cgroup/ccrimg$$.slice/containerd.service
+    else
+        UNIT_CG=/sys/fs/cgroup/systemd/ccrimg$$.slice/containerd.service
+    fi
+    if [ -S /run/systemd/journal/stdout ] && mkdir -p "$UNIT_CG"; then
+        JOURNAL=1
+    else
+        info "journal: no journald socket or no cgroup for containerd.service: $(tail -2 "$T/logs/journald.out" | tr '\n' ' ')"
+    fi
+fi
 # containerd in the test's network namespace, by nsenter rather than `ip netns exec`: that one mounts a
 # new /sys, without the cgroup file systems runc needs
-nsenter --net="/run/netns/$NS" setsid "$CONTAINERD_BIN" --config /etc/containerd/config.toml >>"$T/logs/containerd.log" 2>&1 &
+if [ "$JOURNAL" = 1 ]; then
+    (
+        echo "$BASHPID" >"$UNIT_CG/cgroup.procs" || exit 1
+        exec nsenter --net="/run/netns/$NS" systemd-cat -t containerd "$CONTAINERD_BIN" --config /etc/containerd/config.toml
+    ) >>"$T/logs/containerd.log" 2>&1 &
+else
+    nsenter --net="/run/netns/$NS" setsid "$CONTAINERD_BIN" --config /etc/containerd/config.toml >>"$T/logs/containerd.log" 2>&1 &
+fi
 remember containerd $!
 for _ in $(seq 100); do ctrk version >/dev/null 2>&1 && break; sleep 0.1; done
 if containerd_cri_running "$CTR_BIN" "$SOCK" 2>>"$T/logs/setup.log"; then
     pass "node: containerd $CONTAINERD_VERSION on /run/containerd/containerd.sock, CRI config_path $HOSTS; upstream $A and its cache 127.0.0.20:5000 in the network namespace $NS"
+    booted() { journalctl -u containerd.service -o cat --no-pager 2>/dev/null | grep -q 'containerd successfully booted'; }
+    if [ "$JOURNAL" = 1 ] && eventually booted; then
+        pass "node: containerd's log is in a real journald's journal as containerd.service ($(journalctl -u containerd.service -o cat --no-pager | grep -m1 'successfully booted' | sed 's/^time="[^"]*" //'))"
+    elif [ "$JOURNAL" = 1 ]; then
+        fail "node: containerd's log is not in the journal as containerd.service: $(journalctl -o json --no-pager 2>&1 | tail -c 400)"
+        JOURNAL=0
+    fi
 else
     fail "containerd did not start: $(tail -5 "$T/logs/containerd.log" | tr '\n' ' ')"
     assert_summary
@@ -318,6 +366,7 @@ EOF
     READINESS=()
     mapfile -t READINESS < <("$PY" -c 'import json, sys; print("\n".join(json.load(sys.stdin)["readiness"]))' <<<"$spec")
     info "ctr run -d ${args[*]} $image $id ${command[*]}" >"$T/logs/ctr-run-$id.cmd"
+    args+=(--cgroup "/ccr-img-$$/$id")
     if ! out=$(ctrk run -d "${args[@]}" "$image" "$id" "${command[@]}" 2>&1); then
         fail "ctr run $id: $out"
         return 1
@@ -419,8 +468,8 @@ else
 fi
 
 # the footprint: the container's cgroup (every process of the pod, the probes' execs too)
-cg_mem=/sys/fs/cgroup/memory/k8s.io/ccr-watch-1
-cg_cpu=/sys/fs/cgroup/cpuacct/k8s.io/ccr-watch-1
+cg_mem=/sys/fs/cgroup/memory/ccr-img-$$/ccr-watch-1
+cg_cpu=/sys/fs/cgroup/cpuacct/ccr-img-$$/ccr-watch-1
 if [ -r "$cg_mem/memory.usage_in_bytes" ] && [ -r "$cg_cpu/cpuacct.usage" ]; then
     info "measuring the pod for $MEASURE s (idle watch, one readiness probe every 30 s as the kubelet would)"
     cpu0=$(cat "$cg_cpu/cpuacct.usage")
@@ -484,6 +533,35 @@ if [ ! -s "$T/gaps" ] && [ "$(stat -c %Y.%N "$HOSTS/$A/hosts.toml" 2>/dev/null)"
     pass "rolling update: hosts.toml never missing (polled every 20 ms) and not even rewritten (same mtime)"
 else
     fail "rolling update: hosts.toml missing at $(head -3 "$T/gaps" | tr '\n' ' ') or rewritten"
+fi
+
+# --- what containerd saw, through the mounted journal: a pull goes past the cache
+if [ "$JOURNAL" = 1 ]; then
+    m=$(mark "$T/logs/ccr-watch-2.log")
+    rc=0
+    nsx timeout --foreground 60 "$PY" "$HELPERS/cri.py" "$SOCK" pull "$A/library/not-cached:1" >"$T/logs/cri-pull-missing.log" 2>&1 || rc=$?
+    info "a CRI pull of an image neither the cache nor the upstream has: exit $rc"
+    line=$(journalctl -u containerd.service -o cat --no-pager 2>/dev/null | grep -F 'trying next host' | grep -F 'host="127.0.0.20:5000"' | head -1)
+    if [ -n "$line" ]; then
+        pass "the node's journal: containerd.service logged $(sed 's/^time="[^"]*" //' <<<"$line" | cut -c1-160)"
+    else
+        fail "containerd logged no 'trying next host' for the cache: $(journalctl -u containerd.service -o cat --no-pager | tail -3 | tr '\n' ' ')"
+    fi
+    went_past() { since "$T/logs/ccr-watch-2.log" "$m" | grep -q "containerd went past this mirror"; }
+    if ASSERT_PATIENCE=10 eventually went_past; then
+        pass "the pod read it from the node's journal (mounted read-only): $(since "$T/logs/ccr-watch-2.log" "$m" | grep -m1 "containerd went past this mirror" | cut -d' ' -f2- | cut -c1-200)"
+    else
+        fail "the pod did not see containerd going past the cache: $(since "$T/logs/ccr-watch-2.log" "$m" | tail -3 | tr '\n' ' ')"
+    fi
+    rc=0
+    out=$(ctrk task exec --exec-id ready-3 ccr-watch-2 "${READINESS[@]}" 2>&1) || rc=$?
+    if [ "$rc" = 1 ] && head -1 <<<"$out" | grep -q '^WARNING: .*containerd went past'; then
+        pass "readiness probe now exits 1, so kubectl would show this node's pod not ready: $(head -1 <<<"$out" | cut -c1-200)"
+    else
+        fail "readiness probe after the bypass: exit $rc: $(head -2 <<<"$out" | tr '\n' ' ')"
+    fi
+else
+    skip "journal: no journald here; the pod's reading of containerd's journal is not shown"
 fi
 code=$(stop_pod ccr-watch-2)
 [ "$code" = 0 ] || fail "the second pod's exit status on SIGTERM: $code"
