@@ -282,18 +282,11 @@ cp "$HOSTS/$A/hosts.toml" "$T/node-own-hosts.toml"
 # The ConfigMap's content for this node: the cache in the network namespace
 mkdir -p "$T/configmap"
 cat >"$T/configmap/config.toml" <<EOF
-# deploy/config.toml's settings, with the test's cache
+# deploy/config.toml's settings (the probes' defaults too), with the test's cache
 hosts_dir = "/etc/containerd/certs.d"
 containerd_config = "/etc/containerd/config.toml"
 containerd_unit = "containerd.service"
 containerd_version = "auto"
-
-[probe]
-initial_interval = "200ms"
-max_interval = "500ms"
-watch_interval = "1s"
-failure_threshold = 2
-success_threshold = 1
 
 [[registry]]
 upstream = "$A"
