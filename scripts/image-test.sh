@@ -77,7 +77,7 @@ cleanup() {
     namespace_down
     umount -R /run/containerd 2>/dev/null
     # the cgroups this run made (rmdir removes only an empty one)
-    for c in /sys/fs/cgroup/*/ccr-img-$$ /sys/fs/cgroup/unified/ccrimg$$.slice/containerd.service \
+    for c in /sys/fs/cgroup/*/"ccr-img-$$" /sys/fs/cgroup/unified/ccrimg$$.slice/containerd.service \
         /sys/fs/cgroup/unified/ccrimg$$.slice /sys/fs/cgroup/systemd/ccrimg$$.slice/containerd.service \
         /sys/fs/cgroup/systemd/ccrimg$$.slice /sys/fs/cgroup/ccrimg$$.slice/containerd.service /sys/fs/cgroup/ccrimg$$.slice; do
         [ -d "$c" ] && rmdir "$c" 2>/dev/null
@@ -495,7 +495,12 @@ fi
 # --- a rolling update: SIGTERM leaves the files, the next pod starts from them
 mtime0=$(stat -c %Y.%N "$HOSTS/$A/hosts.toml" 2>/dev/null)
 : >"$T/gaps"
-( while [ ! -e "$T/stop-poll" ]; do [ -f "$HOSTS/$A/hosts.toml" ] && ours_file || date +%T.%N >>"$T/gaps"; sleep 0.02; done ) &
+(
+    while [ ! -e "$T/stop-poll" ]; do
+        if ! ours_file; then date +%T.%N >>"$T/gaps"; fi
+        sleep 0.02
+    done
+) &
 poller=$!
 code=$(stop_pod ccr-watch-1)
 if [ "$code" = 0 ]; then pass "SIGTERM (ctr task kill): the pod ended with exit 0"; else fail "SIGTERM: the pod's exit status: $code"; fi

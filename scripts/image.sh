@@ -37,6 +37,7 @@
 #   IMAGE_SOURCE      org.opencontainers.image.source (default: git's remote.origin.url, if any)
 #   DEB_CACHE         where the .debs are kept (default: /var/cache/ccr-image/debs)
 set -euo pipefail
+# shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 ROOT=$(repo_root)
 cd "$ROOT"
@@ -129,8 +130,8 @@ done
 # Everything that is not a library the binary loads: programs, documentation, locales, iconv
 # modules, the packages' own configuration hooks. The copyright files stay.
 find "$rootfs/usr/share/doc" -mindepth 2 ! -name copyright ! -type d -delete 2>/dev/null || true
-rm -rf "$rootfs"/{bin,sbin,usr/bin,usr/sbin,usr/libexec,usr/games,etc} "$rootfs/usr/lib/$MULTIARCH/gconv" \
-    "$rootfs"/usr/lib/systemd
+rm -rf "${rootfs:?}"/{bin,sbin,usr/bin,usr/sbin,usr/libexec,usr/games,etc} "${rootfs:?}/usr/lib/$MULTIARCH/gconv" \
+    "${rootfs:?}"/usr/lib/systemd
 find "$rootfs/usr/share" -mindepth 1 -maxdepth 1 ! -name doc -exec rm -rf {} +
 # ca-certificates: the bundle libcurl reads, made as update-ca-certificates makes it (every
 # certificate of /usr/share/ca-certificates, in name order), without its maintainer script
