@@ -58,7 +58,7 @@ struct ContainerdDaemonTests {
 
         var config = AgentConfig()
         config.containerdAddress = sock
-        #expect(ContainerdDaemon.target(for: config) == ContainerdTarget(version: expected, source: "the daemon at \(sock)"))
+        #expect(ContainerdDaemon.target(for: config) == ContainerdTarget(version: expected, source: "the daemon at \(sock)", address: sock))
         config.containerdVersion = ContainerdVersion(2, 1, 9)
         #expect(ContainerdDaemon.target(for: config).version == ContainerdVersion(2, 1, 9), "containerd_version wins")
 
