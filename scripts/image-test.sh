@@ -238,7 +238,10 @@ if [ -x /lib/systemd/systemd-journald ] && command -v systemd-cat >/dev/null && 
     fi
 fi
 # containerd in the test's network namespace, by nsenter rather than `ip netns exec`: that one mounts a
-# new /sys, without the cgroup file systems runc needs
+# new /sys, without the cgroup file systems runc needs. Its own runc shim first on PATH (another
+# release's containerd-shim-runc-v2 sits beside it).
+PATH="$(dirname "$CONTAINERD_BIN"):$PATH"
+export PATH
 if [ "$JOURNAL" = 1 ]; then
     (
         echo "$BASHPID" >"$UNIT_CG/cgroup.procs" || exit 1
