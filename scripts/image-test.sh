@@ -412,7 +412,7 @@ else
 fi
 info "pod log:"
 sed 's/^/        | /' "$T/logs/ccr-watch-1.log" | head -12
-if grep -q "files for containerd ${CONTAINERD_VERSION%%~*}" "$T/logs/ccr-watch-1.log" 2>/dev/null; then
+if grep -q "files for containerd ${CONTAINERD_VERSION%%[~+]*} " "$T/logs/ccr-watch-1.log" 2>/dev/null; then
     pass "the pod asked containerd for its version through the mounted socket: $(grep -m1 'files for containerd' "$T/logs/ccr-watch-1.log" | cut -d' ' -f3-)"
 else
     fail "the pod did not learn containerd's version from the socket: $(grep -m1 -i containerd "$T/logs/ccr-watch-1.log")"
