@@ -3,9 +3,11 @@
 # (scripts/parse-check.sh), a short fuzz run (scripts/fuzz.sh; FUZZ_SECONDS, default 60), the
 # end-to-end suite with a real containerd and real registries (scripts/e2e.sh), and the systemd
 # proofs: unit verification, a real journald, and the units booted under systemd in a container
-# (scripts/systemd-test.sh). The parse check and the end-to-end suite run once per containerd
+# (scripts/systemd-test.sh), and the OCI image with deploy/'s DaemonSet: the manifests against the
+# Kubernetes API's schema, the image built twice, run by a real containerd as the DaemonSet runs it
+# (scripts/image-test.sh). The parse check and the end-to-end suite run once per containerd
 # release of scripts/containerd-versions.sh (1.6, 1.7, 2.1; CONTAINERD_RELEASES="1.6" for fewer).
-# Installs what is missing first. Run as root. SKIP_E2E=1 / SKIP_SYSTEMD=1 skip those parts.
+# Installs what is missing first. Run as root. SKIP_E2E=1 / SKIP_SYSTEMD=1 / SKIP_IMAGE=1 skip those parts.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$(repo_root)"
@@ -87,12 +89,19 @@ if [ "${SKIP_SYSTEMD:-0}" != 1 ]; then
     bash scripts/systemd-test.sh || systemd_status=$?
 fi
 
+# After the systemd part, whose release build it reuses (swift build is then incremental).
+image_status=0
+if [ "${SKIP_IMAGE:-0}" != 1 ]; then
+    echo "== image and DaemonSet: deploy/ against the API's schema, the OCI image built twice, run by a real containerd as the DaemonSet runs it"
+    bash scripts/image-test.sh </dev/null || image_status=$?
+fi
+
 echo "== per containerd release"
 printf '%s\n' "${summary[@]}"
 
 if [ "$swift_status" -ne 0 ] || [ "$parse_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ] || [ "$e2e_status" -ne 0 ] \
-    || [ "$systemd_status" -ne 0 ]; then
-    echo "FAILED: swift test $swift_status, parse check $parse_status, fuzz $fuzz_status, e2e $e2e_status, systemd $systemd_status" >&2
+    || [ "$systemd_status" -ne 0 ] || [ "$image_status" -ne 0 ]; then
+    echo "FAILED: swift test $swift_status, parse check $parse_status, fuzz $fuzz_status, e2e $e2e_status, systemd $systemd_status, image $image_status" >&2
     exit 1
 fi
 echo "all tests passed"

@@ -227,4 +227,27 @@ struct ExitCodeTests {
         #expect(run.status == 0, "stderr: \(run.stderr)")
         #expect(!exists(empty.hostsDir))
     }
+
+    @Test("remove --keep-running removes, then stays until SIGTERM and exits 0 (deploy/uninstall's container)")
+    func removeKeepRunning() async throws {
+        let box = try AgentSandbox()
+        defer { box.cleanUp() }
+        let live = try await TestServer(.status(200))
+        defer { live.stop() }
+        let apply = try await runAgent(box.arguments("apply", ["docker.io,\(live.url)"]))
+        #expect(apply.status == 0, "stderr: \(apply.stderr)")
+        #expect(exists(box.file("docker.io")))
+
+        let logs = try TempDir("ccr-keep-running")
+        let agent = try ChildProcess(
+            agentExecutable, ["remove", "--keep-running", "--hosts-dir", box.hostsDir], stderrPath: logs.sub("stderr"))
+        let done = await eventually(within: .seconds(5)) { agent.stderrText.contains("staying until SIGTERM") }
+        #expect(done, "stderr: \(agent.stderrText)")
+        #expect(!exists(box.hostsDir + "/docker.io"), "the file and the directory apply created are gone")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(agent.isRunning, "it stays once done")
+        agent.signal(SIGTERM)
+        let (status, timedOut) = await agent.waitForExit(timeout: .seconds(5))
+        #expect(!timedOut && status == 0, "status \(status), stderr: \(agent.stderrText)")
+    }
 }

@@ -27,4 +27,12 @@ TEST_PACKAGES=(docker-registry containerd skopeo iptables iproute2 openssl pytho
 # python3-grpcio for the CRI calls.
 E2E_PACKAGES=(docker-registry skopeo iptables iproute2 openssl python3 python3-grpcio curl dnsmasq-base bind9-dnsutils)
 
+# What scripts/image.sh builds the OCI image with: umoci writes the layout, binutils' readelf and strip check and shrink what goes in, dpkg-dev names the multiarch directory,
+# python3-apt resolves the packages from apt's index (scripts/image/debs.py).
+IMAGE_PACKAGES=(umoci binutils dpkg-dev python3-apt)
+# What scripts/image-test.sh runs the image with, besides E2E_PACKAGES: containerd and runc (its
+# shim starts the container with runc) and python3-kubernetes, whose generated models check the
+# manifests of deploy/ (scripts/k8s/validate.py).
+IMAGE_TEST_PACKAGES=(containerd runc python3-kubernetes python3-yaml)
+
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
