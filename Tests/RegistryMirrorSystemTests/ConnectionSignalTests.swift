@@ -152,6 +152,47 @@ struct ConnectionSignalTests {
         watch.signal(SIGTERM)
         _ = await watch.waitForExit(timeout: .seconds(2))
     }
+
+    @Test("an https cache (a real docker-registry): watch's connection checks and held connection cost it no log line, where a connection closed before its TLS handshake costs one")
+    func tlsCacheQuiet() async throws {
+        let tls = try TLSMaterial.get()
+        let port = try freeLoopbackPort()
+        let cache = try await RegistryCache(address: "127.0.0.1", port: port, tls: tls, logLevel: "info")
+        let handshakeErrors = { cache.log.components(separatedBy: "TLS handshake error").count - 1 }
+        // What the checks must not do: a bare connect and close, which Go's TLS server logs.
+        let before = handshakeErrors()
+        let bare = try #require(await connections.connect(MirrorHost(url: "https://127.0.0.1:\(port)"), timeout: .seconds(1)))
+        #expect(bare.isUp)
+        #expect(await eventually(within: .seconds(2)) { handshakeErrors() > before }, "the registry logs a connection closed before its handshake: \(cache.log.suffix(400))")
+        let start = handshakeErrors()
+        let temp = try TempDir("ccr-tls-quiet")
+        try writeText(
+            temp.sub("config.toml"),
+            """
+            containerd_unit = ""
+            containerd_version = "2.1.9"
+            [probe]
+            watch_interval = "100ms"
+            request_interval = "1h"
+            [[registry]]
+            upstream = "docker.io"
+              [[registry.host]]
+              url = "https://127.0.0.1:\(port)"
+              ca = ["\(tls.caCert)"]
+
+            """)
+        let watch = try ChildProcess(
+            agentExecutable, ["watch", "--config", temp.sub("config.toml"), "--hosts-dir", temp.sub("certs.d")], stderrPath: temp.sub("watch.log"))
+        #expect(await eventually(within: .seconds(5)) { exists(temp.sub("certs.d/docker.io/hosts.toml")) }, "\(watch.stderrText.suffix(600))")
+        // About 30 rounds of checks (100 ms ±20%), the held connection open throughout, then closed.
+        try await Task.sleep(for: .seconds(3))
+        watch.signal(SIGTERM)
+        #expect(await watch.waitForExit(timeout: .seconds(3)).status == 0)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(handshakeErrors() == start, "TLS handshake errors logged during watch: \(cache.log.suffix(600))")
+        let requests = cache.log.components(separatedBy: "\"GET /v2/ ").count - 1
+        #expect(requests >= 1 && requests <= 2, "\(requests) HTTP requests: the first pass's, and one of the round's at most (1 h apart)")
+    }
 }
 
 /// A value set from another thread.

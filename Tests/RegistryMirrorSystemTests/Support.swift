@@ -377,7 +377,9 @@ func isListening(_ port: Int, address ip: String = "127.0.0.1") -> Bool {
     } == 0
 }
 
-/// A real docker-registry (Debian's distribution, what the caches run) listening on `address:port`.
+/// A real docker-registry (Debian's distribution, what the caches run) listening on `address:port`;
+/// with `tls`, serving https with its server certificate, and with `logLevel` "info", logging every
+/// request as the caches do (`log` is what it wrote).
 final class RegistryCache: @unchecked Sendable {
     static let binary = "/usr/bin/docker-registry"
     let address: String
@@ -385,7 +387,7 @@ final class RegistryCache: @unchecked Sendable {
     private let dir: TempDir
     private var child: ChildProcess?
 
-    init(address: String, port: Int) async throws {
+    init(address: String, port: Int, tls: TLSMaterial? = nil, logLevel: String = "error") async throws {
         guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
             throw TestFailure("\(Self.binary) is missing (apt-get install docker-registry; scripts/test.sh does)")
         }
@@ -398,19 +400,19 @@ final class RegistryCache: @unchecked Sendable {
             """
             version: 0.1
             log:
-              level: error
+              level: \(logLevel)
             storage:
               filesystem:
                 rootdirectory: \(dir.sub("data"))
             http:
               addr: \(address):\(port)
 
-            """)
+            """ + (tls.map { "  tls:\n    certificate: \($0.serverCert)\n    key: \($0.serverKey)\n" } ?? ""))
         try await start()
     }
 
     func start() async throws {
-        let child = try ChildProcess(Self.binary, ["serve", dir.sub("config.yml")], stderrPath: dir.sub("stderr"))
+        let child = try ChildProcess(Self.binary, ["serve", dir.sub("config.yml")], stderrPath: dir.sub("stderr"), stdoutPath: dir.sub("stdout"))
         self.child = child
         let up = await eventually(within: .seconds(10)) { isListening(port, address: address) || !child.isRunning }
         guard up && child.isRunning else { throw TestFailure("docker-registry on \(address):\(port) did not start: \(child.stderrText)") }
@@ -418,6 +420,9 @@ final class RegistryCache: @unchecked Sendable {
 
     /// Dies as a cache whose Pod went away: nothing listens (connection refused).
     func stop() { child?.stop() }
+
+    /// What the registry wrote so far: its own log and Go's server errors (stderr), then its access log (stdout).
+    var log: String { (readText(dir.sub("stderr")) ?? "") + (readText(dir.sub("stdout")) ?? "") }
 
     deinit { child?.stop() }
 }

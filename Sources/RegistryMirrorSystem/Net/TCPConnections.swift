@@ -8,6 +8,11 @@ import Synchronization
 /// HTTP server never sees a request, so it logs nothing) and held idle connections with TCP
 /// keepalive, whose loss (FIN, RST, keepalive giving up) is reported at once (docs/design.md §6.3).
 /// Only hosts whose URL names an IP address: a DNS name is left to the HTTP probe, which resolves it.
+///
+/// An https mirror gets the same checks, but every connection of ours to it ends with `quietEnd`
+/// written before the close: a Go TLS server (distribution's) logs "http: TLS handshake error from
+/// ...: EOF" for a connection closed before its handshake, one line per check, and answers a client
+/// that speaks plain HTTP to it with a 400 and no line at all.
 public final class TCPConnections: ConnectionChecker, Sendable {
     public static let shared = TCPConnections()
 
@@ -20,10 +25,13 @@ public final class TCPConnections: ConnectionChecker, Sendable {
     static let userTimeoutMilliseconds: Int32 = 8000
     /// How long a held connection may take to connect.
     static let holdConnectTimeout: Duration = .seconds(5)
+    /// Written to an https mirror before a connection of ours to it is closed (see above): the request
+    /// a plain HTTP client would send to a TLS port by mistake.
+    static let quietEnd = Array("GET / HTTP/1.0\r\n\r\n".utf8)
 
     private enum Entry {
-        case check(started: ContinuousClock.Instant, deadline: ContinuousClock.Instant, timeout: Duration, done: @Sendable (ProbeResult) -> Void)
-        case hold(id: Int, connected: Bool, deadline: ContinuousClock.Instant, lost: @Sendable (String) -> Void)
+        case check(started: ContinuousClock.Instant, deadline: ContinuousClock.Instant, timeout: Duration, tls: Bool, done: @Sendable (ProbeResult) -> Void)
+        case hold(id: Int, connected: Bool, deadline: ContinuousClock.Instant, tls: Bool, lost: @Sendable (String) -> Void)
     }
 
     private struct State {
@@ -60,7 +68,7 @@ public final class TCPConnections: ConnectionChecker, Sendable {
             case .failure(let reason):
                 continuation.resume(returning: ProbeResult(state: .down, reason: reason, connected: false))
             case .success(let fd):
-                add(fd, .check(started: started, deadline: started + timeout, timeout: timeout) { continuation.resume(returning: $0) })
+                add(fd, .check(started: started, deadline: started + timeout, timeout: timeout, tls: address.tls) { continuation.resume(returning: $0) })
             }
         }
     }
@@ -77,7 +85,7 @@ public final class TCPConnections: ConnectionChecker, Sendable {
                 state.nextID += 1
                 return state.nextID
             }
-            add(fd, .hold(id: id, connected: false, deadline: .now + Self.holdConnectTimeout, lost: lost))
+            add(fd, .hold(id: id, connected: false, deadline: .now + Self.holdConnectTimeout, tls: address.tls, lost: lost))
             return Held(id: id, owner: self)
         }
     }
@@ -122,15 +130,15 @@ public final class TCPConnections: ConnectionChecker, Sendable {
                 // Closes asked for, and deadlines passed.
                 for (fd, entry) in state.entries {
                     switch entry {
-                    case .hold(let id, _, _, _) where state.closing.contains(id):
+                    case .hold(let id, let connected, _, let tls, _) where state.closing.contains(id):
                         state.entries[fd] = nil
                         state.closing.remove(id)
-                        Glibc.close(fd)
-                    case .hold(_, false, let deadline, let lost) where deadline <= now:
+                        Self.end(fd, quietly: tls && connected)
+                    case .hold(_, false, let deadline, _, let lost) where deadline <= now:
                         state.entries[fd] = nil
                         Glibc.close(fd)
                         finished.append { lost("connect timed out") }
-                    case .check(_, let deadline, let timeout, let done) where deadline <= now:
+                    case .check(_, let deadline, let timeout, _, let done) where deadline <= now:
                         state.entries[fd] = nil
                         Glibc.close(fd)
                         let result = ProbeResult(state: .down, reason: "connect timed out after \(timeout.millisecondsText)", latency: timeout, connected: false)
@@ -143,13 +151,13 @@ public final class TCPConnections: ConnectionChecker, Sendable {
                 var next: ContinuousClock.Instant?
                 for (fd, entry) in state.entries {
                     switch entry {
-                    case .check(_, let deadline, _, _):
+                    case .check(_, let deadline, _, _, _):
                         fds.append(pollfd(fd: fd, events: Int16(POLLOUT), revents: 0))
                         next = min(next ?? deadline, deadline)
-                    case .hold(_, false, let deadline, _):
+                    case .hold(_, false, let deadline, _, _):
                         fds.append(pollfd(fd: fd, events: Int16(POLLOUT), revents: 0))
                         next = min(next ?? deadline, deadline)
-                    case .hold(_, true, _, _):
+                    case .hold(_, true, _, _, _):
                         fds.append(pollfd(fd: fd, events: Int16(POLLIN) | ccr_pollrdhup(), revents: 0))
                     }
                 }
@@ -166,26 +174,26 @@ public final class TCPConnections: ConnectionChecker, Sendable {
                 for p in polled.dropFirst() where p.revents != 0 {
                     guard let entry = state.entries[p.fd] else { continue }
                     switch entry {
-                    case .check(let started, _, _, let done):
+                    case .check(let started, _, _, let tls, let done):
                         state.entries[p.fd] = nil
                         let error = Self.socketError(p.fd)
-                        Glibc.close(p.fd)
+                        Self.end(p.fd, quietly: tls && error == 0)
                         let latency = started.duration(to: .now)
                         let result =
                             error == 0
                             ? ProbeResult(state: .up, reason: "connected", latency: latency)
                             : ProbeResult(state: .down, reason: Self.describe(error), latency: latency, connected: false)
                         calls.append { done(result) }
-                    case .hold(let id, false, let deadline, let lost):
+                    case .hold(let id, false, let deadline, let tls, let lost):
                         let error = Self.socketError(p.fd)
                         if error == 0 {
-                            state.entries[p.fd] = .hold(id: id, connected: true, deadline: deadline, lost: lost)
+                            state.entries[p.fd] = .hold(id: id, connected: true, deadline: deadline, tls: tls, lost: lost)
                         } else {
                             state.entries[p.fd] = nil
                             Glibc.close(p.fd)
                             calls.append { lost(Self.describe(error)) }
                         }
-                    case .hold(_, true, _, let lost):
+                    case .hold(_, true, _, _, let lost):
                         if let reason = Self.brokenReason(p.fd) {
                             state.entries[p.fd] = nil
                             Glibc.close(p.fd)
@@ -210,6 +218,16 @@ public final class TCPConnections: ConnectionChecker, Sendable {
             if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
             return "connection lost: \(String(cString: strerror(errno)))"
         }
+    }
+
+    /// Closes a connection of ours; `quietly` (an https mirror, connected): with `quietEnd` written
+    /// first, so the mirror's TLS server ends it without a log line. The few bytes fit any send
+    /// buffer; a send that fails (the peer gone) changes nothing.
+    private static func end(_ fd: Int32, quietly: Bool) {
+        if quietly {
+            _ = quietEnd.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+        }
+        Glibc.close(fd)
     }
 
     private static func socketError(_ fd: Int32) -> Int32 {
@@ -239,12 +257,15 @@ public final class TCPConnections: ConnectionChecker, Sendable {
 
 /// A host URL's IP address and port as a socket address; nil for a host named by DNS name.
 struct SocketAddress {
+    /// The URL's scheme is https.
+    let tls: Bool
     let family: Int32
     let storage: sockaddr_storage
     let length: socklen_t
 
     init?(_ host: MirrorHost) {
         guard let url = HostURL(parsing: host.url) else { return nil }
+        tls = url.scheme == "https"
         var name = HostURL.hostPart(url.authority)
         let port = UInt16(url.port)
         var storage = sockaddr_storage()
