@@ -153,6 +153,31 @@ struct ConnectionSignalTests {
         _ = await watch.waitForExit(timeout: .seconds(2))
     }
 
+    @Test("watch, the cache killed right after the answer that put it in its file (before any round): out within 1 s all the same, the held connection being made with that answer")
+    func killedBeforeFirstRound() async throws {
+        let temp = try TempDir("ccr-killed-early")
+        let server = try await TestServer(.status(200))
+        // Rounds 20 s apart: without a connection held from the first answer on, nothing would look
+        // at the cache again for 16 s or more.
+        try writeText(
+            temp.sub("config.toml"),
+            "containerd_unit = \"\"\ncontainerd_version = \"2.1.9\"\n[probe]\nwatch_interval = \"20s\"\nrequest_interval = \"60s\"\n"
+                + "[[registry]]\nupstream = \"docker.io\"\n  [[registry.host]]\n  url = \"\(server.url)\"\n")
+        let file = temp.sub("certs.d/docker.io/hosts.toml")
+        let watch = try ChildProcess(
+            agentExecutable, ["watch", "--config", temp.sub("config.toml"), "--hosts-dir", temp.sub("certs.d")], stderrPath: temp.sub("watch.log"))
+        #expect(await eventually(within: .seconds(5)) { exists(file) })
+        try await Task.sleep(for: .milliseconds(300))
+        server.stop()
+        let killed = ContinuousClock.now
+        #expect(await eventually(within: .seconds(5)) { !exists(file) }, "\(watch.stderrText.suffix(600))")
+        let took = ContinuousClock.now - killed
+        #expect(took < .seconds(1), "out \(took) after the kill")
+        print("watch: cache killed 0.3 s after the first pass, out of hosts.toml \(took) after the kill")
+        watch.signal(SIGTERM)
+        _ = await watch.waitForExit(timeout: .seconds(2))
+    }
+
     @Test("an https cache (a real docker-registry): watch's connection checks and held connection cost it no log line, where a connection closed before its TLS handshake costs one")
     func tlsCacheQuiet() async throws {
         let tls = try TLSMaterial.get()

@@ -57,6 +57,19 @@ struct ProbeLoop: Sendable {
         var poked = false
         // The idle connection broke: probe now, whatever the spacing (a killed cache is news at once).
         var urgent = false
+        // The idle connection is kept while the host is in its file and not failing, and is made the
+        // moment a result makes it so: a cache killed between its good answer and the next round
+        // (right after the first pass, or after it came back) is then news at once, not only at the
+        // next HTTP probe. Out of the file, or failing, there is nothing for it to watch.
+        func holdWhileSteady() {
+            guard checkable, let connections else { return }
+            if tracker.inFile == true && tracker.consecutiveFailures == 0 {
+                if held == nil { held = connections.hold(host) { reason in wake.yield(.lost(reason)) } }
+            } else if tracker.inFile != true {
+                held?.close()
+                held = nil
+            }
+        }
         await withDiscardingTaskGroup { group in
             var timer: (id: Int, at: Duration, task: Task<Void, Never>)?
             var timers = 0
@@ -88,9 +101,7 @@ struct ProbeLoop: Sendable {
                     round = nil
                     let settings = schedule.settings
                     if steadyRound, checkable, let connections, let requestEvery {
-                        if held == nil {
-                            held = connections.hold(host) { reason in wake.yield(.lost(reason)) }
-                        }
+                        if held == nil { held = connections.hold(host) { reason in wake.yield(.lost(reason)) } }
                         if roundsToRequest > 0 {
                             // A round between HTTP probes: a connection check, which the cache does not see.
                             roundsToRequest -= 1
@@ -153,10 +164,7 @@ struct ProbeLoop: Sendable {
                     moment.lastResult = clock.now
                     moment.unit = random.unit()
                     let changed = tracker.record(result, settings: schedule.settings)
-                    if tracker.inFile != true {
-                        held?.close()
-                        held = nil
-                    }
+                    holdWhileSteady()
                     report(tracker, changed)
                 case .checked(let result, let launched):
                     if let i = moment.inFlight.firstIndex(of: launched) { moment.inFlight.remove(at: i) }
@@ -171,6 +179,7 @@ struct ProbeLoop: Sendable {
                     guard !result.isUp else { continue }
                     moment.lastResult = clock.now
                     let changed = tracker.record(result, settings: schedule.settings)
+                    holdWhileSteady()
                     report(tracker, changed)
                 case .lost:
                     held = nil
