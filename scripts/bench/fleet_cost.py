@@ -687,11 +687,17 @@ def summary(args, cal, st, fl):
               f"{st['bytes']:.0f} bytes per cache log line, {lpr:.2f} lines per request")
         calibrated = None
         if cal:
-            calibrated = (req * cal["keepalive"]["ns"] + conns * cal["connect"]["ns"]
-                          + held * max(0, cal["held"]["ns"]))
-            print(f"  cache CPU from the calibration: {req:.3f} req/s x {cal['keepalive']['ns'] * 1000:.0f} us + "
-                  f"{conns:.3f} conn/s x {cal['connect']['ns'] * 1000:.0f} us + {held:.1f} held x "
-                  f"{max(0, cal['held']['ns']) * 1000:.2f} us/s = {calibrated:.3f} ms/s (measured {st['cache_ns']:.3f})")
+            # Each new connection is taken to carry at most one request: requests on fresh connections
+            # cost a fresh GET, the rest a kept-alive GET; connections that carry none, a bare connect.
+            fresh = min(req, conns)
+            held_cost = max(0, cal["held"]["ns"])
+            calibrated = (fresh * cal["fresh"]["ns"] + (req - fresh) * cal["keepalive"]["ns"]
+                          + (conns - fresh) * cal["connect"]["ns"] + held * held_cost)
+            print(f"  cache CPU from the calibration: {fresh:.3f} req/s on fresh connections x "
+                  f"{cal['fresh']['ns'] * 1000:.0f} us + {req - fresh:.3f} on kept-alive ones x "
+                  f"{cal['keepalive']['ns'] * 1000:.0f} us + {conns - fresh:.3f} bare connects/s x "
+                  f"{cal['connect']['ns'] * 1000:.0f} us + {held:.1f} held x {held_cost * 1000:.2f} us/s = "
+                  f"{calibrated:.3f} ms/s (measured {st['cache_ns']:.3f}; the calibration's operations run back to back)")
         print("\nprojection, linear in nodes (each mirror's cache sees its own row; 'all' = both caches):")
         print(f"  {'':46s}" + "".join(f"{f'{n:,} node' + ('s' if n > 1 else ''):>16s}" for n in NODES))
         rows = []
