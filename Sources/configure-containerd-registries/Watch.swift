@@ -9,21 +9,28 @@ struct Watch: AsyncParsableCommand {
         abstract: "Keep hosts.toml true: take dead mirrors out within seconds, put them back when they recover.",
         discussion: """
             Starts with a pass like apply (every mirror probed once; files written for the ones up), then \
-            probes every mirror every watch_interval (2 s ±20% jitter, so a fleet does not probe a cache in \
-            lockstep). A probe unanswered after a quarter of timeout gets another beside it, and a mirror \
-            that fails is probed every initial_interval without waiting for probes still out; after \
-            failure_threshold consecutive failures it leaves its hosts.toml. A mirror that is out is probed \
-            on the backoff (initial_interval to max_interval), and after success_threshold consecutive \
-            successes it comes back. A registry with no mirror in has its \
-            file removed (containerd then pulls from the upstream) until one recovers.
+            looks at every mirror every watch_interval (2 s ±20% jitter) at no cost to its cache: a \
+            half-open TCP connection to its address (its kernel answers, its process never sees it), and \
+            an idle connection held to it with TCP keepalive. The \
+            HTTP probe (GET /v2/) goes out every request_interval (30 s, a random phase per mirror so a \
+            fleet does not probe a cache in lockstep), and at once when a check fails or the held \
+            connection is lost (a killed cache is out within about a second). A probe unanswered after a \
+            quarter of timeout gets another beside it, and a mirror that fails is probed every \
+            initial_interval without waiting for probes still out; after failure_threshold consecutive \
+            failures it leaves its hosts.toml. A mirror that is out is probed on the backoff \
+            (initial_interval to max_interval), and after success_threshold consecutive successes it \
+            comes back. A registry with no mirror in has its file removed (containerd then pulls from the \
+            upstream) until one recovers. A cache that accepts and never answers is seen by the HTTP \
+            probe only: within about request_interval. request_interval = watch_interval: an HTTP probe \
+            every round, as before (about 15 times the requests and log lines on the cache).
 
             containerd's log: "trying next host" entries in the journal of containerd_unit (default \
             containerd.service) make the mirror they name suspect at once (probed now), are logged and \
             counted (mirror_bypassed_total); when containerd starts again, its version is asked again and \
             the files are rewritten for it.
 
-            Service names ([discovery], --cluster-dns): each is looked up every round and at once when a \
-            probe of its address fails; a new address replaces the old one after success_threshold good \
+            Service names ([discovery], --cluster-dns): each is looked up every lookup_interval (30 s) and at \
+            once when a probe of its address fails; a new address replaces the old one after success_threshold good \
             probes ("service address changed OLD -> NEW"); while DNS is down the last address is kept.
 
             Signals: SIGHUP reloads the config (an invalid one is reported and the running one kept); \

@@ -35,6 +35,8 @@ final class Listener: @unchecked Sendable {
         }
     }
 
+    var acceptedCount: Int { accepted.count }
+
     /// Closes the listener and every accepted connection: the peer sees FIN, as when the cache dies.
     /// `reset`: RST instead (SO_LINGER 0).
     func kill(reset: Bool = false) {
@@ -68,6 +70,27 @@ struct ConnectionSignalTests {
         #expect(!down.isUp && down.reason == "connection refused" && !down.connected)
         #expect(ContinuousClock.now - started < .milliseconds(200))
         #expect(await connections.connect(MirrorHost(url: "http://cache.example:5000"), timeout: .seconds(1)) == nil)
+    }
+
+    @Test("a check is half-open: the listener's kernel answers it, but it is reset before it is queued, so the server never accepts it (a held connection, the control, is accepted)")
+    func checkNeverAccepted() async throws {
+        let listener = try Listener(backlog: 4)
+        let host = MirrorHost(url: listener.url)
+        // More checks than the backlog holds: none may linger half-made in the listener's queue.
+        for i in 0..<40 {
+            let result = try #require(await connections.connect(host, timeout: .seconds(1)))
+            #expect(result.isUp, "check \(i): \(result.reason)")
+        }
+        // Past the 200 ms a held-back ACK could wait.
+        try await Task.sleep(for: .milliseconds(300))
+        listener.acceptPending()
+        #expect(listener.acceptedCount == 0, "the server accepted \(listener.acceptedCount) of 40 checks")
+        let handle = try #require(connections.hold(host) { _ in })
+        defer { handle.close() }
+        #expect(await eventually(within: .seconds(2)) {
+            listener.acceptPending()
+            return listener.acceptedCount == 1
+        }, "a full connection after the checks: the backlog is free and the listener accepts")
     }
 
     @Test("a path that drops new connections (the listener's backlog full: SYNs dropped): the check times out after its timeout")
@@ -129,53 +152,49 @@ struct ConnectionSignalTests {
         #expect(!probe.isUp && probe.reason.contains("timed out"), "\(probe.reason)")
     }
 
-    @Test("watch, the cache killed: out of hosts.toml within 1 s of the kill (the held connection's FIN), with one HTTP probe per 30 s before")
-    func watchKilledCache() async throws {
-        let temp = try TempDir("ccr-killed")
+    /// A watch of one cache (`probe`: lines of its [probe] table), killed `after` the file appeared;
+    /// how long after the kill the file went. `before`: asked of the server just before the kill.
+    private func killedCache(
+        _ name: String, probe: String = "", after: Duration, before: (TestServer) -> Void = { _ in }
+    ) async throws -> Duration {
+        let temp = try TempDir(name)
         let server = try await TestServer(.status(200))
         try writeText(
             temp.sub("config.toml"),
-            "containerd_unit = \"\"\ncontainerd_version = \"2.1.9\"\n[[registry]]\nupstream = \"docker.io\"\n  [[registry.host]]\n  url = \"\(server.url)\"\n")
-        let file = temp.sub("certs.d/docker.io/hosts.toml")
-        let watch = try ChildProcess(
-            agentExecutable, ["watch", "--config", temp.sub("config.toml"), "--hosts-dir", temp.sub("certs.d")], stderrPath: temp.sub("watch.log"))
-        #expect(await eventually(within: .seconds(5)) { exists(file) })
-        try await Task.sleep(for: .seconds(6))
-        // The first pass's probe, and at most one of the round's HTTP probes (its phase is random).
-        #expect(server.requestPaths.count <= 2, "\(server.requestPaths.count) HTTP requests in 6 s")
-        server.stop()
-        let killed = ContinuousClock.now
-        #expect(await eventually(within: .seconds(5)) { !exists(file) }, "\(watch.stderrText.suffix(600))")
-        let took = ContinuousClock.now - killed
-        #expect(took < .seconds(1), "out \(took) after the kill")
-        print("watch: killed cache out of hosts.toml \(took) after the kill")
-        watch.signal(SIGTERM)
-        _ = await watch.waitForExit(timeout: .seconds(2))
-    }
-
-    @Test("watch, the cache killed right after the answer that put it in its file (before any round): out within 1 s all the same, the held connection being made with that answer")
-    func killedBeforeFirstRound() async throws {
-        let temp = try TempDir("ccr-killed-early")
-        let server = try await TestServer(.status(200))
-        // Rounds 20 s apart: without a connection held from the first answer on, nothing would look
-        // at the cache again for 16 s or more.
-        try writeText(
-            temp.sub("config.toml"),
-            "containerd_unit = \"\"\ncontainerd_version = \"2.1.9\"\n[probe]\nwatch_interval = \"20s\"\nrequest_interval = \"60s\"\n"
+            "containerd_unit = \"\"\ncontainerd_version = \"2.1.9\"\n[probe]\n\(probe)"
                 + "[[registry]]\nupstream = \"docker.io\"\n  [[registry.host]]\n  url = \"\(server.url)\"\n")
         let file = temp.sub("certs.d/docker.io/hosts.toml")
         let watch = try ChildProcess(
             agentExecutable, ["watch", "--config", temp.sub("config.toml"), "--hosts-dir", temp.sub("certs.d")], stderrPath: temp.sub("watch.log"))
         #expect(await eventually(within: .seconds(5)) { exists(file) })
-        try await Task.sleep(for: .milliseconds(300))
+        try await Task.sleep(for: after)
+        before(server)
         server.stop()
         let killed = ContinuousClock.now
         #expect(await eventually(within: .seconds(5)) { !exists(file) }, "\(watch.stderrText.suffix(600))")
         let took = ContinuousClock.now - killed
         #expect(took < .seconds(1), "out \(took) after the kill")
-        print("watch: cache killed 0.3 s after the first pass, out of hosts.toml \(took) after the kill")
         watch.signal(SIGTERM)
         _ = await watch.waitForExit(timeout: .seconds(2))
+        return took
+    }
+
+    @Test("watch, the cache killed: out of hosts.toml within 1 s of the kill (the held connection's FIN), with one HTTP probe per 30 s before")
+    func watchKilledCache() async throws {
+        let took = try await killedCache("ccr-killed", after: .seconds(6)) { server in
+            // The first pass's probe, and at most one of the round's HTTP probes (its phase is random).
+            #expect(server.requestPaths.count <= 2, "\(server.requestPaths.count) HTTP requests in 6 s")
+        }
+        print("watch: killed cache out of hosts.toml \(took) after the kill")
+    }
+
+    @Test("watch, the cache killed right after the answer that put it in its file (before any round): out within 1 s all the same, the held connection being made with that answer")
+    func killedBeforeFirstRound() async throws {
+        // Rounds 20 s apart: without a connection held from the first answer on, nothing would look
+        // at the cache again for 16 s or more.
+        let took = try await killedCache(
+            "ccr-killed-early", probe: "watch_interval = \"20s\"\nrequest_interval = \"60s\"\n", after: .milliseconds(300))
+        print("watch: cache killed 0.3 s after the first pass, out of hosts.toml \(took) after the kill")
     }
 
     @Test("an https cache (a real docker-registry): watch's connection checks and held connection cost it no log line, where a connection closed before its TLS handshake costs one")

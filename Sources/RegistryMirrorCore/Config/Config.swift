@@ -112,8 +112,8 @@ public struct ProbeSettings: Sendable, Hashable {
     public var maxInterval: GoDuration = .seconds(1)
     /// Zero: apply waits until every registry is configured.
     public var deadline: GoDuration = .zero
-    /// watch: the round. A steady mirror gets a TCP connection check (connect and close, no request:
-    /// nothing the cache logs) each round, and the HTTP probe every `requestInterval`.
+    /// watch: the round. A steady mirror gets a TCP connection check (half-open, no request: nothing
+    /// the cache's process sees) each round, and the HTTP probe every `requestInterval`.
     public var watchInterval: GoDuration = .seconds(2)
     /// watch: how often a steady mirror gets `GET /v2/` (rounded to whole rounds; at least one round).
     /// Set to `watch_interval` for an HTTP probe every round (the cost before: docs/design.md §6.3).

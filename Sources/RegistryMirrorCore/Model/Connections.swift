@@ -2,8 +2,9 @@
 /// the cache's HTTP server sees or logs. The HTTP probe (`MirrorProber`) stays the judge of whether a
 /// mirror serves; these only bring bad news sooner.
 public protocol ConnectionChecker: Sendable {
-    /// A TCP connection to the host opened and closed at once, without a request: what a path that
-    /// new flows can no longer take (a Service rule gone, packets dropped, nothing listening) shows.
+    /// A TCP connection to the host opened and reset at once, without a request (on Linux half-open:
+    /// the cache's process never sees it): what a path that new flows can no longer take (a Service
+    /// rule gone, packets dropped, nothing listening) shows.
     /// Down with the reason when it fails, up when it connects; nil when the host cannot be checked
     /// so (its URL names a host by DNS name, which only the HTTP probe resolves).
     func connect(_ host: MirrorHost, timeout: Duration) async -> ProbeResult?
