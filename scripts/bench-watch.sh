@@ -23,9 +23,10 @@
 #                                             5 minutes: per node and mirror requests/s, connections/s,
 #                                             cache log lines/s and CPU, lookups/s, projected to 1,000 and
 #                                             10,000 nodes; the cache's CPU per operation; 100 watchers
-#                                             against one cache (scripts/bench/fleet_cost.py; --seconds N,
-#                                             --ops N, --fleet N, --fleet-seconds N, --skip PHASES,
-#                                             --quick, --keep; about 7 minutes)
+#                                             against one cache; the cache under 1,000 and 10,000 nodes'
+#                                             operations replayed at their rates (scripts/bench/fleet_cost.py;
+#                                             --seconds N, --ops N, --fleet N, --fleet-seconds N, --scale
+#                                             N,N, --rates R,C, --skip PHASES, --quick, --keep; about 9 minutes)
 # Any of these with --agent PATH measures that build of the agent (e.g. one from before a change)
 # instead of building this checkout's release binary.
 set -euo pipefail

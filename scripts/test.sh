@@ -11,10 +11,12 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$(repo_root)"
+# part TITLE: a part's header, with the seconds since the start (CI's budget is read from these)
+part() { echo "== $* [${SECONDS} s]"; }
 
 ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 
-echo "== build"
+part "build"
 build_log=$(mktemp /tmp/ccr-build.XXXXXX.log)
 if ! swift build --build-tests >"$build_log" 2>&1; then
     grep -E 'error|warning:' "$build_log" | grep -v '/.build/checkouts/' >&2 || tail -40 "$build_log" >&2
@@ -30,7 +32,7 @@ if [ -n "$warnings" ]; then
 fi
 tail -1 "$build_log"
 
-echo "== swift test"
+part "swift test"
 log=$(mktemp /tmp/ccr-swift-test.XXXXXX.log)
 swift_status=0
 # The core's tests (pure logic; timing on a manual clock) run in parallel. The system tests spawn
@@ -43,7 +45,7 @@ swift test --skip-build --no-parallel --filter 'RegistryMirrorSystemTests|WallCl
 grep -E '✘|recorded an issue|error:|Test run with|Executed [0-9]+ test' "$log" | grep -v 'Executed 0 tests' || true
 echo "(full swift test log: $log)"
 
-echo "== containerd releases (scripts/containerd-versions.sh)"
+part "containerd releases (scripts/containerd-versions.sh)"
 releases=$(mktemp /tmp/ccr-releases.XXXXXX)
 versions_status=0
 # shellcheck disable=SC2086 # the releases are words
@@ -55,7 +57,7 @@ parse_status=0
 e2e_status=0
 summary=()
 while read -r version containerd ctr; do
-    echo "== containerd $version: parse check (every accepted host form read as the agent probes it, by ctr and CRI)"
+    part "containerd $version: parse check (every accepted host form read as the agent probes it, by ctr and CRI)"
     out=$(mktemp /tmp/ccr-parse.XXXXXX.log)
     set +e
     CONTAINERD_BIN=$containerd CTR_BIN=$ctr AGENT_BIN="$PWD/.build/debug/configure-containerd-registries" PARSE_CHECK_CRI=1 \
@@ -65,7 +67,7 @@ while read -r version containerd ctr; do
     [ "$rc" -eq 0 ] || parse_status=$rc
     line="containerd $version: parse check $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1 || echo "exit $rc")"
     if [ -f scripts/e2e.sh ] && [ "${SKIP_E2E:-0}" != 1 ]; then
-        echo "== containerd $version: end-to-end"
+        part "containerd $version: end-to-end"
         out=$(mktemp /tmp/ccr-e2e.XXXXXX.log)
         set +e
         CONTAINERD_BIN=$containerd CTR_BIN=$ctr AGENT_BIN="$PWD/.build/debug/configure-containerd-registries" \
@@ -79,29 +81,30 @@ while read -r version containerd ctr; do
 done <"$releases"
 [ "$versions_status" -eq 0 ] || parse_status=$versions_status
 
-echo "== fuzz: config loader and hosts.toml renderer (libFuzzer, ${FUZZ_SECONDS:-60} s), regressions replayed, tomllib oracle"
+part "fuzz: config loader and hosts.toml renderer (libFuzzer, ${FUZZ_SECONDS:-60} s), regressions replayed, tomllib oracle"
 fuzz_status=0
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}" || fuzz_status=$?
 
 systemd_status=0
 if [ "${SKIP_SYSTEMD:-0}" != 1 ]; then
-    echo "== systemd: units, journald, sd_notify, a real systemd in a container"
+    part "systemd: units, journald, sd_notify, a real systemd in a container"
     bash scripts/systemd-test.sh || systemd_status=$?
 fi
 
 # After the systemd part, whose release build it reuses (swift build is then incremental).
 image_status=0
 if [ "${SKIP_IMAGE:-0}" != 1 ]; then
-    echo "== image and DaemonSet: deploy/ against the API's schema, the OCI image built twice, run by a real containerd as the DaemonSet runs it"
+    part "image and DaemonSet: deploy/ against the API's schema, the OCI image built twice, run by a real containerd as the DaemonSet runs it"
     bash scripts/image-test.sh </dev/null || image_status=$?
 fi
 
-echo "== per containerd release"
+part "per containerd release"
 printf '%s\n' "${summary[@]}"
 
 if [ "$swift_status" -ne 0 ] || [ "$parse_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ] || [ "$e2e_status" -ne 0 ] \
     || [ "$systemd_status" -ne 0 ] || [ "$image_status" -ne 0 ]; then
     echo "FAILED: swift test $swift_status, parse check $parse_status, fuzz $fuzz_status, e2e $e2e_status, systemd $systemd_status, image $image_status" >&2
+    echo "(after ${SECONDS} s)" >&2
     exit 1
 fi
-echo "all tests passed"
+echo "all tests passed in ${SECONDS} s"

@@ -29,15 +29,22 @@ Phases, in order:
   fleet      --fleet watchers (each its own config and hosts dir, one mirror) started together against
              the cache for --fleet-seconds: requests and new connections per second and per 10 s, with
              mean, stdev, max and variance/mean (about 1 when spread at random; lockstep is far above)
+  scale      the operations of N nodes (--scale, 1,000 and 10,000) replayed against the cache at their
+             Poisson rates for --scale-seconds: each node's GET /v2/ on a fresh connection, its half-open
+             connection checks and one held connection, at the steady phase's per-mirror rates (or
+             --rates REQUESTS,CHECKS: 0.5,0 is an HTTP probe every 2 s round, the schedule before); the
+             cache's CPU and log lines at those rates (its cost per operation falls as they grow, which a
+             linear projection from one node misses). The replay is this script, not the agent.
 
 CPU is utime+stime of /proc/PID/stat (10 ms ticks), and for the cache also the sum of its threads'
 /proc/PID/task/TID/schedstat run time (ns).
 
 Usage: fleet_cost.py AGENT [--seconds 300] [--warmup 10] [--ops 2000] [--idle-conns 1000]
-                     [--fleet 100] [--fleet-seconds 90] [--skip calibrate,steady,fleet] [--quick] [--keep]
+                     [--fleet 100] [--fleet-seconds 90] [--scale 1000,10000] [--scale-seconds 30] [--rates R,C]
+                     [--skip calibrate,steady,fleet,scale] [--quick] [--keep]
 """
 import argparse, os, re, resource, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile
-import threading, time
+import random, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import connects, stop, wait_for  # noqa: E402
@@ -70,7 +77,11 @@ def parse_args():
     parser.add_argument("--fleet", type=int, default=100, help="watchers in the fleet run (100)")
     parser.add_argument("--fleet-seconds", type=float, help="length of the fleet run (90; --quick 40)")
     parser.add_argument("--fleet-skip", type=float, default=20, help="fleet seconds left out of mean/stdev/max (20)")
-    parser.add_argument("--skip", default="", help="phases left out: calibrate,steady,fleet")
+    parser.add_argument("--scale", default="1000,10000", help="nodes whose traffic the scale phase replays (1000,10000)")
+    parser.add_argument("--rates", help="REQUESTS,CHECKS per node and second for the scale phase instead of the "
+                        "steady phase's (e.g. 0.5,0: an HTTP probe every 2 s round, request_interval = watch_interval)")
+    parser.add_argument("--scale-seconds", type=float, help="each scale run (30; --quick 10)")
+    parser.add_argument("--skip", default="", help="phases left out: calibrate,steady,fleet,scale")
     parser.add_argument("--quick", action="store_true", help="shorter phases")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (every log)")
     parser.add_argument("--in-netns", help=argparse.SUPPRESS)
@@ -81,8 +92,16 @@ def parse_args():
     args.idle_conns = args.idle_conns or (200 if args.quick else 1000)
     args.fleet_seconds = args.fleet_seconds or (40 if args.quick else 90)
     args.skip = [s for s in args.skip.split(",") if s]
+    args.scale = [int(n) for n in args.scale.split(",") if n]
+    if args.rates:
+        try:
+            args.rates = tuple(float(x) for x in args.rates.split(","))
+            assert len(args.rates) == 2 and min(args.rates) >= 0
+        except (ValueError, AssertionError):
+            parser.error("--rates: REQUESTS,CHECKS, two numbers per node and second, e.g. 0.5,0")
+    args.scale_seconds = args.scale_seconds or (10 if args.quick else 30)
     for s in args.skip:
-        if s not in ("calibrate", "steady", "fleet"):
+        if s not in ("calibrate", "steady", "fleet", "scale"):
             parser.error(f"--skip: unknown phase {s!r}")
     return args
 
@@ -320,11 +339,27 @@ def op_reset(state):
     conn.close()
 
 
+def half_open(address):
+    """watch's connection check: a connect with TCP_DEFER_ACCEPT (the SYN-ACK's ACK held back), then a
+    reset; the cache's listener drops the half-made connection before it is queued for accept."""
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+    conn.settimeout(2)
+    conn.connect((address, 5000))
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def op_halfopen(state):
+    half_open(CALIBRATION)
+
+
 ROUNDS = 4
 OPS = [("keepalive", "GET /v2/ on a kept-alive connection", op_keepalive),
        ("fresh", "GET /v2/ on a fresh connection (connect, GET, close)", op_fresh),
        ("connect", "bare TCP connect + close (FIN)", op_connect),
-       ("reset", "bare TCP connect + close with RST (SO_LINGER 0)", op_reset)]
+       ("reset", "bare TCP connect + close with RST (SO_LINGER 0)", op_reset),
+       ("halfopen", "half-open connect + RST (watch's connection check)", op_halfopen)]
 
 
 def calibrate(world, args):
@@ -635,6 +670,104 @@ def fleet(world, args):
     return result
 
 
+# --- a fleet's rates, replayed ----------------------------------------------------------------------------
+
+SCALE_ADDRESS = CALIBRATION
+
+
+def fresh_get(address):
+    conn = socket.create_connection((address, 5000), 2)
+    try:
+        get(conn)
+    finally:
+        conn.close()
+
+
+def paced(rate, seconds, op, counts, key, errors):
+    """op() at the instants of a Poisson process of `rate` per second for `seconds`; counts[key] += 1 each."""
+    rng = random.Random(rate)
+    t0 = time.time()
+    at = 0.0
+    while True:
+        at += rng.expovariate(rate)
+        if at >= seconds:
+            return
+        delay = t0 + at - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        try:
+            op()
+            counts[key] += 1
+        except OSError as e:
+            errors.append(str(e))
+
+
+def at_scale(world, args, st):
+    """The operations N nodes' watches send one cache, at their rates: each node's HTTP requests (GET
+    /v2/ on a fresh connection, as curl sends them), its connection checks (half-open) and its held
+    connection, with the per-mirror rates of the steady phase (1/30 requests and 0.45 checks a second
+    when it did not run). Not the agent: what the cache does at those rates, since the cost per
+    operation falls as the rate grows (the Go runtime's wake-ups are shared)."""
+    if args.rates:
+        req, checks = args.rates
+        source = "the rates given with --rates"
+    elif st:
+        m = next(v for v in st["mirrors"].values() if v["how"] == "by address")
+        req, checks = m["requests"], max(0.0, m["conns"] - m["requests"])
+        source = "the steady phase's rates for the mirror named by address"
+    else:
+        req, checks, source = 1 / 30, 0.45, "the default schedule's rates (steady phase skipped)"
+    out = []
+    print(f"\n== at scale: the cache under N nodes' probe traffic, replayed for {args.scale_seconds:g} s each ({source}: "
+          f"{req:.4f} requests/s and {checks:.3f} half-open checks/s per node, one held connection each)", flush=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for n in args.scale:
+        want = n + 500
+        if soft < want:
+            if hard < want:
+                print(f"  {n:,} nodes: skipped, {want} file descriptors needed and the limit is {hard}", flush=True)
+                continue
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        held = []
+        try:
+            for _ in range(n):
+                held.append(socket.create_connection((SCALE_ADDRESS, 5000), 2))
+        except OSError as e:
+            print(f"  {n:,} nodes: held only {len(held)} connections: {e}", flush=True)
+        time.sleep(2)
+        counts = {"get": 0, "check": 0}
+        errors = []
+        syn0 = syn_counts().get(SCALE_ADDRESS, 0)
+        c0 = Cpu(world.cache.pid)
+        threads = [threading.Thread(target=paced, args=(req * n, args.scale_seconds, lambda: fresh_get(SCALE_ADDRESS),
+                                                        counts, "get", errors)),
+                   threading.Thread(target=paced, args=(checks * n, args.scale_seconds, lambda: half_open(SCALE_ADDRESS),
+                                                        counts, "check", errors))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(0.3)  # the last log lines
+        c1 = Cpu(world.cache.pid)
+        span = c1.t - c0.t
+        lines, _, _, _ = world.log_lines(c0.t, c1.t)
+        syns = syn_counts().get(SCALE_ADDRESS, 0) - syn0
+        ticks, ns = c1.ms_since(c0)
+        for conn in held:
+            conn.close()
+        r = {"n": n, "get": counts["get"] / span, "check": counts["check"] / span, "want_get": req * n,
+             "want_check": checks * n, "held": len(held), "ms": ns / span, "ticks": ticks / span,
+             "lines": lines / span, "syns": syns / span, "errors": len(errors)}
+        out.append(r)
+        print(f"  {n:,} nodes: {r['get']:.1f} requests/s (wanted {r['want_get']:.1f}), {r['check']:.0f} checks/s "
+              f"(wanted {r['want_check']:.0f}), {r['held']:,} held, {r['syns']:.0f} SYNs/s; cache CPU {r['ms']:.1f} ms/s "
+              f"(schedstat; {r['ticks']:.1f} by ticks) = {r['ms'] / 10:.1f}% of a core; {r['lines']:.1f} log lines/s"
+              + (f"; {len(errors)} errors, first: {errors[0]}" if errors else ""), flush=True)
+        time.sleep(2)
+    return out
+
+
 # --- the summary ----------------------------------------------------------------------------------------
 
 def big(x):
@@ -647,7 +780,7 @@ def big(x):
     return f"{x:.2g}"
 
 
-def summary(args, cal, st, fl):
+def summary(args, cal, st, fl, sc):
     print("\n== summary", flush=True)
     print(f"agent: {args.agent}", flush=True)
     if cal:
@@ -688,15 +821,16 @@ def summary(args, cal, st, fl):
         calibrated = None
         if cal:
             # Each new connection is taken to carry at most one request: requests on fresh connections
-            # cost a fresh GET, the rest a kept-alive GET; connections that carry none, a bare connect.
+            # cost a fresh GET, the rest a kept-alive GET; connections that carry none are watch's
+            # connection checks, half-open (the held connections' few reconnects are among them).
             fresh = min(req, conns)
             held_cost = max(0, cal["held"]["ns"])
             calibrated = (fresh * cal["fresh"]["ns"] + (req - fresh) * cal["keepalive"]["ns"]
-                          + (conns - fresh) * cal["connect"]["ns"] + held * held_cost)
+                          + (conns - fresh) * max(0, cal["halfopen"]["ns"]) + held * held_cost)
             print(f"  cache CPU from the calibration: {fresh:.3f} req/s on fresh connections x "
                   f"{cal['fresh']['ns'] * 1000:.0f} us + {req - fresh:.3f} on kept-alive ones x "
-                  f"{cal['keepalive']['ns'] * 1000:.0f} us + {conns - fresh:.3f} bare connects/s x "
-                  f"{cal['connect']['ns'] * 1000:.0f} us + {held:.1f} held x {held_cost * 1000:.2f} us/s = "
+                  f"{cal['keepalive']['ns'] * 1000:.0f} us + {conns - fresh:.3f} half-open checks/s x "
+                  f"{cal['halfopen']['ns'] * 1000:.0f} us + {held:.1f} held x {held_cost * 1000:.2f} us/s = "
                   f"{calibrated:.3f} ms/s (measured {st['cache_ns']:.3f}; the calibration's operations run back to back)")
         print("\nprojection, linear in nodes (each mirror's cache sees its own row; 'all' = both caches):")
         print(f"  {'':46s}" + "".join(f"{f'{n:,} node' + ('s' if n > 1 else ''):>16s}" for n in NODES))
@@ -722,6 +856,11 @@ def summary(args, cal, st, fl):
               f"new connections/s mean {fl['conn_mean']:.2f}, max {fl['conn_max']}; per 10 s: "
               + " ".join(map(str, fl["per10"])) + f"; cache CPU {fl['cache_ns']:.2f} ms/s "
               f"({fl['cache_ns'] / fl['n']:.3f} per watcher)")
+    if sc:
+        print("\nat scale (the operations of N nodes replayed against the cache at their rates, measured):")
+        for r in sc:
+            print(f"  {r['n']:>7,} nodes: {r['get']:7.1f} requests/s, {r['check']:6.0f} half-open checks/s, {r['held']:,} held: "
+                  f"cache CPU {r['ms'] / 10:5.1f}% of a core, {r['lines']:6.1f} log lines/s")
     print("\nmethod: requests from the cache's own log (its 'response completed' lines, by Host), connections "
           "from SYN counters in the namespace, lookups from dnsmasq's query log, CPU from /proc; the cache, "
           "dnsmasq and watch share 2 cores with this script.", flush=True)
@@ -734,7 +873,7 @@ def inside(args):
     work = tempfile.mkdtemp(prefix="ccr-fleetcost-")
     os.chmod(work, 0o755)  # dnsmasq reads its hosts file as nobody
     world = World(work)
-    cal = st = fl = None
+    cal = st = fl = sc = None
     try:
         world.counters()
         world.start_upstream()
@@ -748,7 +887,9 @@ def inside(args):
             st = steady(world, args)
         if "fleet" not in args.skip:
             fl = fleet(world, args)
-        summary(args, cal, st, fl)
+        if "scale" not in args.skip:
+            sc = at_scale(world, args, st)
+        summary(args, cal, st, fl, sc)
     finally:
         for p in world.procs:
             stop(p)
@@ -767,7 +908,7 @@ def main():
         if not path or not os.access(path, os.X_OK):
             raise SystemExit(f"missing {path}")
     print(f"agent: {args.agent}", flush=True)
-    phases = [p for p in ("calibrate", "steady", "fleet") if p not in args.skip]
+    phases = [p for p in ("calibrate", "steady", "fleet", "scale") if p not in args.skip]
     print(f"phases: {', '.join(phases)}; steady {args.seconds:g} s after {args.warmup:g} s; {args.ops} ops per "
           f"calibration; fleet {args.fleet} watchers for {args.fleet_seconds:g} s", flush=True)
     ns = f"ccr-fleetcost-{os.getpid()}"
