@@ -96,6 +96,20 @@ struct FleetScheduleTests {
         #expect(await watch.stop() == .ok)
     }
 
+    @Test("the connection is held from the answer that puts the mirror in its file, before any round: broken then, the mirror is probed at once (the clock standing still)")
+    func heldFromFirstAnswer() async throws {
+        let prober = SettableProber(up: [Self.url])
+        let connections = FakeConnections()
+        let watch = ManualWatch(config: .one("quay.io", Self.url), prober: prober, connections: connections)
+        #expect(await eventuallyTrue { watch.store.content("quay.io") != nil })
+        #expect(await eventuallyTrue { connections.isHeld }, "held after the first pass, the first round not come")
+        #expect(connections.checks == 0 && prober.count(Self.url) == 1)
+        prober.set(Self.url, up: false)
+        connections.breakHeld()
+        #expect(await eventuallyTrue { prober.count(Self.url) == 2 }, "an HTTP probe at once, before the first round")
+        #expect(await watch.stop() == .ok)
+    }
+
     @Test("the held connection breaks (the cache killed): HTTP probes at once, and 3 refusals 200 ms apart take it out")
     func lostConnection() async throws {
         let prober = SettableProber(up: [Self.url])

@@ -83,7 +83,7 @@ public final class TCPConnections: ConnectionChecker, Sendable {
 
     public func hold(_ host: MirrorHost, lost: @escaping @Sendable (String) -> Void) -> (any HeldConnection)? {
         guard let address = SocketAddress(host) else { return nil }
-        switch address.open(halfOpen: true) {
+        switch address.open(halfOpen: false) {
         case .failure(let reason):
             lost(reason)
             return nil
