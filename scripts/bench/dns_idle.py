@@ -25,7 +25,7 @@ REGISTRY = "/usr/bin/docker-registry"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOOPBACK = "127.0.0.1"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import connects, stop  # noqa: E402
+from benchlib import a_records, connects, stop  # noqa: E402
 
 
 class Failure(Exception):
@@ -52,36 +52,6 @@ def udp_port_taken(port):
 
 def name_of(i):
     return f"cache-{i}.kube-system.svc.cluster.local"
-
-
-def a_records(name, port):
-    """The A records dnsmasq on 127.0.0.1:port gives for name, or None without an answer."""
-    qid = os.getpid() & 0xFFFF
-    qname = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
-    query = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(0.5)
-        try:
-            s.connect((LOOPBACK, port))
-            s.send(query)
-            msg = s.recv(4096)
-        except OSError:
-            return None
-    if len(msg) < 12 or struct.unpack(">H", msg[:2])[0] != qid:
-        return None
-    answers = struct.unpack(">H", msg[6:8])[0]
-    i = 12 + len(qname) + 4
-    found = []
-    for _ in range(answers):
-        while msg[i] != 0 and msg[i] & 0xC0 != 0xC0:
-            i += msg[i] + 1
-        i += 2 if msg[i] & 0xC0 == 0xC0 else 1
-        rtype, _, _, length = struct.unpack(">HHIH", msg[i:i + 10])
-        i += 10
-        if rtype == 1 and length == 4:
-            found.append(socket.inet_ntoa(msg[i:i + 4]))
-        i += length
-    return found
 
 
 def start_registry(work, port):
@@ -117,7 +87,7 @@ def start_dnsmasq(work, port, names):
     proc = subprocess.Popen([DNSMASQ, *args], stdout=subprocess.DEVNULL,
                             stderr=open(os.path.join(work, "dnsmasq.stderr"), "w"))
     try:
-        wait_for(lambda: a_records(name_of(1), port) == [LOOPBACK] or proc.poll() is not None, 10,
+        wait_for(lambda: a_records(name_of(1), LOOPBACK, port) == [LOOPBACK] or proc.poll() is not None, 10,
                  f"dnsmasq on {LOOPBACK}:{port}")
         if proc.poll() is not None:
             raise Failure(f"dnsmasq exited ({proc.returncode}); see {work}/dnsmasq.stderr")

@@ -47,7 +47,7 @@ import argparse, os, re, resource, shutil, signal, socket, statistics, struct, s
 import random, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import connects, stop, wait_for  # noqa: E402
+from benchlib import a_records, connects, rerun_in_netns, stop, wait_for  # noqa: E402
 
 REGISTRY = "/usr/bin/docker-registry"
 DNSMASQ = "/usr/sbin/dnsmasq"
@@ -240,7 +240,7 @@ class World:
         self.dns = subprocess.Popen([DNSMASQ, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.procs.append(self.dns)
         self.queries = Lines(self.dns.stderr, os.path.join(self.work, "dnsmasq.log"))
-        wait_for(lambda: a_records(SERVICE) == [SERVICE_ADDRESS] or self.dns.poll() is not None, 10,
+        wait_for(lambda: a_records(SERVICE, DNS) == [SERVICE_ADDRESS] or self.dns.poll() is not None, 10,
                  what="dnsmasq")
         if self.dns.poll() is not None:
             raise SystemExit(f"dnsmasq exited ({self.dns.returncode}); see {self.work}/dnsmasq.log")
@@ -265,34 +265,6 @@ class World:
         access, app = self.access.between(t0, t1), self.app.between(t0, t1)
         return (len(access) + len(app), sum(map(len, access)) + sum(map(len, app)),
                 sum(1 for raw in access if ACCESS_LINE.match(raw)), len(app))
-
-
-def a_records(name):
-    """The A records the DNS server gives for name (one UDP query), or None without an answer."""
-    qid = os.getpid() & 0xFFFF
-    qname = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
-    query = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(0.5)
-        try:
-            s.connect((DNS, 53))
-            s.send(query)
-            msg = s.recv(4096)
-        except OSError:
-            return None
-    if len(msg) < 12 or struct.unpack(">H", msg[:2])[0] != qid:
-        return None
-    i, found = 12 + len(qname) + 4, []
-    for _ in range(struct.unpack(">H", msg[6:8])[0]):
-        while msg[i] != 0 and msg[i] & 0xC0 != 0xC0:
-            i += msg[i] + 1
-        i += 2 if msg[i] & 0xC0 == 0xC0 else 1
-        rtype, _, _, length = struct.unpack(">HHIH", msg[i:i + 10])
-        i += 10
-        if rtype == 1 and length == 4:
-            found.append(socket.inet_ntoa(msg[i:i + 4]))
-        i += length
-    return found
 
 
 # --- calibration ----------------------------------------------------------------------------------------
@@ -911,23 +883,7 @@ def main():
     phases = [p for p in ("calibrate", "steady", "fleet", "scale") if p not in args.skip]
     print(f"phases: {', '.join(phases)}; steady {args.seconds:g} s after {args.warmup:g} s; {args.ops} ops per "
           f"calibration; fleet {args.fleet} watchers for {args.fleet_seconds:g} s", flush=True)
-    ns = f"ccr-fleetcost-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        for addr in ADDRESSES:
-            subprocess.run(["ip", "-n", ns, "addr", "add", f"{addr}/8", "dev", "lo"], check=True)
-        rc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
-                             *sys.argv[1:], "--in-netns", ns]).returncode
-    finally:
-        out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
-        for pid in out.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)  # left by a killed inner run: ours, inside our namespace
-            except ProcessLookupError:
-                pass
-        subprocess.run(["ip", "netns", "del", ns])
-    return rc
+    return rerun_in_netns("ccr-fleetcost", ADDRESSES, __file__)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ watch's log, is kept and named at the end)
 import os, random, shutil, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import connects, fmt, p95, stop, wait_for  # noqa: E402
+from benchlib import connects, fmt, p95, rerun_in_netns, stop, wait_for  # noqa: E402
 
 AGENT = os.path.abspath(sys.argv[1])
 TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv else 20
@@ -209,23 +209,7 @@ def main():
         if not os.access(path, os.X_OK):
             raise SystemExit(f"missing {path}")
     print(f"agent: {AGENT}", flush=True)
-    ns = f"ccr-sbench-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        for addr in [UPSTREAM, *CACHES, DNS]:
-            subprocess.run(["ip", "-n", ns, "addr", "add", f"{addr}/8", "dev", "lo"], check=True)
-        rc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
-                             *sys.argv[1:], "--in-netns", ns]).returncode
-    finally:
-        out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
-        for pid in out.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)  # left by a killed inner run: ours, inside our namespace
-            except ProcessLookupError:
-                pass
-        subprocess.run(["ip", "netns", "del", ns])
-    sys.exit(rc)
+    sys.exit(rerun_in_netns("ccr-sbench", [UPSTREAM, *CACHES, DNS], __file__))
 
 
 if __name__ == "__main__":
