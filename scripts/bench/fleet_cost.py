@@ -295,10 +295,16 @@ def op_keepalive(state):
     get(state["conn"])
 
 
+def fresh_get(address):
+    conn = socket.create_connection((address, 5000), 2)
+    try:
+        get(conn)
+    finally:
+        conn.close()
+
+
 def op_fresh(state):
-    conn = socket.create_connection((CALIBRATION, 5000), 2)
-    get(conn)
-    conn.close()
+    fresh_get(CALIBRATION)
 
 
 def op_connect(state):
@@ -332,6 +338,21 @@ OPS = [("keepalive", "GET /v2/ on a kept-alive connection", op_keepalive),
        ("connect", "bare TCP connect + close (FIN)", op_connect),
        ("reset", "bare TCP connect + close with RST (SO_LINGER 0)", op_reset),
        ("halfopen", "half-open connect + RST (watch's connection check)", op_halfopen)]
+
+
+def hold_open(address, n):
+    """n idle connections to the cache at address (the file limit raised as needed); fewer when the
+    system refuses more, with the reason."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 1000), hard))
+    held = []
+    try:
+        for _ in range(n):
+            held.append(socket.create_connection((address, 5000), 2))
+    except OSError as e:
+        return held, str(e)
+    return held, None
 
 
 def calibrate(world, args):
@@ -392,16 +413,10 @@ def calibrate(world, args):
               flush=True)
     # connections held open, saying nothing
     n = args.idle_conns
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < n + 100:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 1000), hard))
     rss0 = rss_kb(pid)
-    held = []
-    try:
-        for _ in range(n):
-            held.append(socket.create_connection((CALIBRATION, 5000), 2))
-    except OSError as e:
-        print(f"  held connections: opened only {len(held)} of {n}: {e}", flush=True)
+    held, error = hold_open(CALIBRATION, n)
+    if error:
+        print(f"  held connections: opened only {len(held)} of {n}: {error}", flush=True)
     n = len(held)
     time.sleep(2)
     seen = held_connections().get(CALIBRATION, 0)
@@ -644,17 +659,6 @@ def fleet(world, args):
 
 # --- a fleet's rates, replayed ----------------------------------------------------------------------------
 
-SCALE_ADDRESS = CALIBRATION
-
-
-def fresh_get(address):
-    conn = socket.create_connection((address, 5000), 2)
-    try:
-        get(conn)
-    finally:
-        conn.close()
-
-
 def paced(rate, seconds, op, counts, key, errors):
     """op() at the instants of a Poisson process of `rate` per second for `seconds`; counts[key] += 1 each."""
     rng = random.Random(rate)
@@ -692,29 +696,22 @@ def at_scale(world, args, st):
     out = []
     print(f"\n== at scale: the cache under N nodes' probe traffic, replayed for {args.scale_seconds:g} s each ({source}: "
           f"{req:.4f} requests/s and {checks:.3f} half-open checks/s per node, one held connection each)", flush=True)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     for n in args.scale:
-        want = n + 500
-        if soft < want:
-            if hard < want:
-                print(f"  {n:,} nodes: skipped, {want} file descriptors needed and the limit is {hard}", flush=True)
-                continue
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-            soft = want
-        held = []
-        try:
-            for _ in range(n):
-                held.append(socket.create_connection((SCALE_ADDRESS, 5000), 2))
-        except OSError as e:
-            print(f"  {n:,} nodes: held only {len(held)} connections: {e}", flush=True)
+        if hard < n + 500:
+            print(f"  {n:,} nodes: skipped, {n + 500} file descriptors needed and the limit is {hard}", flush=True)
+            continue
+        held, error = hold_open(CALIBRATION, n)
+        if error:
+            print(f"  {n:,} nodes: held only {len(held)} connections: {error}", flush=True)
         time.sleep(2)
         counts = {"get": 0, "check": 0}
         errors = []
-        syn0 = syn_counts().get(SCALE_ADDRESS, 0)
+        syn0 = syn_counts().get(CALIBRATION, 0)
         c0 = Cpu(world.cache.pid)
-        threads = [threading.Thread(target=paced, args=(req * n, args.scale_seconds, lambda: fresh_get(SCALE_ADDRESS),
+        threads = [threading.Thread(target=paced, args=(req * n, args.scale_seconds, lambda: fresh_get(CALIBRATION),
                                                         counts, "get", errors)),
-                   threading.Thread(target=paced, args=(checks * n, args.scale_seconds, lambda: half_open(SCALE_ADDRESS),
+                   threading.Thread(target=paced, args=(checks * n, args.scale_seconds, lambda: half_open(CALIBRATION),
                                                         counts, "check", errors))]
         for t in threads:
             t.start()
@@ -724,7 +721,7 @@ def at_scale(world, args, st):
         c1 = Cpu(world.cache.pid)
         span = c1.t - c0.t
         lines, _, _, _ = world.log_lines(c0.t, c1.t)
-        syns = syn_counts().get(SCALE_ADDRESS, 0) - syn0
+        syns = syn_counts().get(CALIBRATION, 0) - syn0
         ticks, ns = c1.ms_since(c0)
         for conn in held:
             conn.close()

@@ -101,7 +101,8 @@ struct ProbeLoop: Sendable {
                     round = nil
                     let settings = schedule.settings
                     if steadyRound, checkable, let connections, let requestEvery {
-                        if held == nil { held = connections.hold(host) { reason in wake.yield(.lost(reason)) } }
+                        // Held since the answer that made the host steady; made here if that found none.
+                        holdWhileSteady()
                         if roundsToRequest > 0 {
                             // A round between HTTP probes: a connection check, which the cache does not see.
                             roundsToRequest -= 1
